@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages glm-proxy needs to build, test and demo. Idempotent: packages that are
+# already present are skipped, so a second run costs one dpkg query and no network.
+set -euo pipefail
+pkgs=(build-essential cmake g++ libboost1.81-dev libsimdjson-dev libspdlog-dev prometheus-cpp-dev
+  libcli11-dev catch2 python3 curl)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,70 @@
+#include "balancer/request_lease.hpp"
+
+#include <utility>
+
+#include "balancer/balancer.hpp"
+
+namespace glm::balancer {
+
+request_lease::request_lease(request_lease&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)),
+      prefill_score_(other.prefill_score_),
+      decode_score_(other.decode_score_),
+      prefiller_(std::exchange(other.prefiller_, std::nullopt)),
+      decoder_(std::exchange(other.decoder_, std::nullopt)) {}
+
+request_lease& request_lease::operator=(request_lease&& other) noexcept {
+  if (this == &other) return *this;
+  // The request this lease counted ends here; its load must not outlive it.
+  reset();
+  owner_ = std::exchange(other.owner_, nullptr);
+  prefill_score_ = other.prefill_score_;
+  decode_score_ = other.decode_score_;
+  prefiller_ = std::exchange(other.prefiller_, std::nullopt);
+  decoder_ = std::exchange(other.decoder_, std::nullopt);
+  return *this;
+}
+
+request_lease::~request_lease() {
+  reset();
+}
+
+std::optional<backend_address> request_lease::choose_prefiller() {
+  if (owner_ == nullptr) return std::nullopt;
+  release_prefill();
+  auto chosen = owner_->choose(role::prefill, prefill_score_);
+  if (!chosen) return std::nullopt;
+  prefiller_ = chosen->first;
+  return std::move(chosen->second);
+}
+
+std::optional<backend_address> request_lease::choose_decoder() {
+  if (owner_ == nullptr) return std::nullopt;
+  release_decoder();
+  auto chosen = owner_->choose(role::decode, decode_score_);
+  if (!chosen) return std::nullopt;
+  decoder_ = chosen->first;
+  return std::move(chosen->second);
+}
+
+void request_lease::release_prefill() {
+  if (owner_ == nullptr || !prefiller_) return;
+  owner_->release(*prefiller_, 0, prefill_score_);
+  prefiller_.reset();
+}
+
+void request_lease::release_decoder() {
+  if (owner_ == nullptr || !decoder_) return;
+  owner_->release(*decoder_, decode_score_, 0);
+  decoder_.reset();
+}
+
+void request_lease::reset() {
+  if (owner_ == nullptr) return;
+  release_prefill();
+  release_decoder();
+  owner_->end_request();
+  owner_ = nullptr;
+}
+
+}  // namespace glm::balancer

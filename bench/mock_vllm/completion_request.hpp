@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace glm::mock {
+
+// Which part of a PD pair a request addresses, read from its kv_transfer_params.
+enum class request_role {
+  prefill,  // kv_transfer_params.do_remote_decode == true
+  decode,   // kv_transfer_params.do_remote_prefill == true
+  plain,    // anything else: the instance prefills and decodes by itself
+};
+
+// The few members of a /v1/completions or /v1/chat/completions body that steer the mock.
+struct completion_request {
+  request_role role = request_role::plain;
+  bool chat = false;
+  bool stream = false;
+  bool include_usage = false;
+  std::int64_t max_tokens = 16;
+  std::int64_t prompt_tokens = 1;  // whitespace-separated words, at least 1
+  std::string fault;               // "mock_fault", empty if absent
+
+  // Parses `body` with simdjson On-Demand. On a body that is not a JSON object, or a member of an
+  // impossible value, returns nullopt and sets `error` to a message for a 400 answer.
+  static std::optional<completion_request> parse(std::string_view body, bool chat,
+                                                 std::string& error);
+};
+
+}  // namespace glm::mock

@@ -1,0 +1,398 @@
+#include "bench/mock_vllm/http_session.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstdio>
+#include <tuple>
+#include <utility>
+#include <variant>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "bench/mock_vllm/json_text.hpp"
+
+namespace glm::mock {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using namespace net::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+void add_header(recorded_request& record, std::string name, std::string_view value) {
+  for (auto& [known, joined] : record.headers) {
+    if (known == name) {
+      joined += ", ";
+      joined += value;
+      return;
+    }
+  }
+  record.headers.emplace_back(std::move(name), std::string(value));
+}
+
+}  // namespace
+
+http_session::http_session(tcp::socket socket, const mock_config& config, mock_state& state)
+    : socket_(std::move(socket)), config_(config), state_(state) {}
+
+net::awaitable<void> http_session::serve(tcp::socket socket, const mock_config& config,
+                                         mock_state& state) {
+  http_session session(std::move(socket), config, state);
+  co_await session.run();
+}
+
+net::awaitable<void> http_session::run() {
+  for (;;) {
+    request_parser parser;
+    parser.header_limit(header_limit);
+    parser.body_limit(body_limit);
+    const read_result read = co_await read_request(parser);
+    if (read == read_result::closed) break;
+    if (read == read_result::too_large) {
+      co_await write_error(413, "Request header or body too large", false);
+      break;
+    }
+    if (read == read_result::malformed) {
+      co_await write_error(400, "Malformed HTTP request", false);
+      break;
+    }
+    request req = parser.release();
+    ++served_;
+    if (co_await dispatch(req) == next::close) break;
+  }
+  // Half-close first so the peer reads everything we wrote before it sees the end.
+  beast::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  socket_.close(ignored);
+}
+
+net::awaitable<http_session::read_result> http_session::read_request(request_parser& parser) {
+  auto classify = [](beast::error_code ec) {
+    if (ec == http::error::header_limit || ec == http::error::body_limit ||
+        ec == http::error::buffer_overflow) {
+      return read_result::too_large;
+    }
+    // end_of_stream: the peer closed between requests; partial_message: in the middle of one.
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message) {
+      return read_result::closed;
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
+      return read_result::malformed;
+    }
+    return read_result::closed;  // reset, idle timeout, shutdown
+  };
+
+  beast::error_code ec;
+  if (served_ > 0 && config_.keep_alive_timeout.count() > 0) {
+    // Like uvicorn, drop a connection left idle after a response: a pooling proxy must notice and
+    // redial. A fresh connection waits for its first request untimed, as in uvicorn, so a slow
+    // benchmark client is not cut off before it writes.
+    net::steady_timer idle(co_await net::this_coro::executor, config_.keep_alive_timeout);
+    auto first = co_await (http::async_read_header(socket_, buffer_, parser, use_tuple) ||
+                           idle.async_wait(use_tuple));
+    if (first.index() == 1) co_return read_result::closed;
+    ec = std::get<0>(std::get<0>(first));
+  } else {
+    std::tie(ec, std::ignore) =
+        co_await http::async_read_header(socket_, buffer_, parser, use_tuple);
+  }
+  if (ec) co_return classify(ec);
+
+  // curl sends "Expect: 100-continue" before bodies over 1 MiB and waits a second for this.
+  if (!parser.is_done() &&
+      beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+    static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+    std::tie(ec, std::ignore) = co_await net::async_write(socket_, net::buffer(go_on), use_tuple);
+    if (ec) co_return read_result::closed;
+  }
+  if (!parser.is_done()) {
+    std::tie(ec, std::ignore) = co_await http::async_read(socket_, buffer_, parser, use_tuple);
+    if (ec) co_return classify(ec);
+  }
+  co_return read_result::ok;
+}
+
+net::awaitable<http_session::next> http_session::dispatch(request& req) {
+  const std::string_view target = req.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (path.starts_with("/mock/")) co_return co_await answer_mock_endpoint(req, path);
+
+  recorded_request record;
+  record.method = std::string(req.method_string());
+  record.target = std::string(target);
+  for (const auto& field : req) add_header(record, lowercase(field.name_string()), field.value());
+  record.body = std::move(req.body());
+  // The record keeps the only copy of the body; hold it while the answer is built from it.
+  const auto recorded = state_.record(std::move(record));
+
+  const bool keep_alive = req.keep_alive();
+  const http::verb method = req.method();
+  if (path == "/v1/completions" || path == "/v1/chat/completions") {
+    if (method != http::verb::post) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    co_return co_await answer_completion(req, recorded->body, path == "/v1/chat/completions");
+  }
+  if (path == "/v1/models") {
+    if (method != http::verb::get) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    std::string body = "{\"object\":\"list\",\"data\":[{\"id\":";
+    json_text::append_quoted(body, config_.model);
+    body += ",\"object\":\"model\",\"owned_by\":\"vllm\",\"max_model_len\":32768}]}";
+    co_return co_await write_response(200, "application/json", std::move(body), keep_alive);
+  }
+  if (path == "/health") {
+    if (method != http::verb::get) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    co_return co_await write_response(200, "", "", keep_alive);
+  }
+  if (path == "/reset_prefix_cache") {
+    if (method != http::verb::post) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    co_return co_await write_response(200, "", "", keep_alive);
+  }
+  co_return co_await write_error(404, "Not Found", keep_alive);
+}
+
+net::awaitable<http_session::next> http_session::answer_mock_endpoint(const request& req,
+                                                                      std::string_view path) {
+  const bool keep_alive = req.keep_alive();
+  const http::verb method = req.method();
+  if (path == "/mock/requests" && method == http::verb::get) {
+    co_return co_await write_response(200, "application/json", state_.requests_json(), keep_alive);
+  }
+  if (path == "/mock/stats" && method == http::verb::get) {
+    co_return co_await write_response(200, "application/json", state_.stats_json(), keep_alive);
+  }
+  if (path == "/mock/reset" && method == http::verb::post) {
+    state_.reset();
+    co_return co_await write_response(200, "", "", keep_alive);
+  }
+  co_return co_await write_error(404, "Not Found", keep_alive);
+}
+
+net::awaitable<http_session::next> http_session::answer_completion(const request& req,
+                                                                   std::string_view body,
+                                                                   bool chat) {
+  const bool keep_alive = req.keep_alive();
+  std::string error;
+  const auto parsed = completion_request::parse(body, chat, error);
+  if (parsed) state_.count_role(parsed->role);
+  if (config_.fail_status != 0) {
+    co_return co_await write_error(static_cast<unsigned>(config_.fail_status),
+                                   "mock-vllm: failure injected by --fail-status", keep_alive);
+  }
+  if (!parsed) co_return co_await write_error(400, error, keep_alive);
+
+  const std::string_view header_id = req["X-Request-Id"];
+  std::string id = header_id.empty() ? state_.next_request_id() : std::string(header_id);
+  const completion_bodies bodies(config_, chat, std::move(id));
+  if (parsed->role == request_role::prefill) {
+    co_return co_await answer_prefill(*parsed, bodies, keep_alive);
+  }
+  co_return co_await answer_generation(*parsed, bodies, keep_alive);
+}
+
+net::awaitable<http_session::next> http_session::answer_prefill(const completion_request& parsed,
+                                                                const completion_bodies& bodies,
+                                                                bool keep_alive) {
+  const std::string_view fault = parsed.fault;
+  if (fault == "prefill_error") {
+    co_return co_await write_error(500, "mock-vllm: prefill failure injected", keep_alive);
+  }
+  if (fault == "prefill_text_error") {
+    co_return co_await write_response(502, "text/plain", "bad gateway", keep_alive);
+  }
+  if (fault == "prefill_hang") co_return co_await hang();
+  if (!co_await sleep_watched(config_.prefill_delay)) co_return next::close;
+  co_return co_await write_response(200, "application/json",
+                                    bodies.prefill(parsed.prompt_tokens, fault != "prefill_no_kv"),
+                                    keep_alive);
+}
+
+net::awaitable<http_session::next> http_session::answer_generation(
+    const completion_request& parsed, const completion_bodies& bodies, bool keep_alive) {
+  const std::string_view fault = parsed.fault;
+  if (fault == "decode_error") {
+    co_return co_await write_error(400, "This model's maximum context length is 32 tokens.",
+                                   keep_alive);
+  }
+  // A plain instance prefills by itself; a decoder received the KV cache and starts at once.
+  if (parsed.role == request_role::plain && !co_await sleep_watched(config_.prefill_delay)) {
+    co_return next::close;
+  }
+  if (parsed.stream) co_return co_await answer_stream(parsed, bodies, keep_alive);
+
+  // Non-stream faults: decode_hang never answers; decode_cut closes without an answer halfway.
+  if (fault == "decode_hang") co_return co_await hang();
+  const std::int64_t tokens = fault == "decode_cut" ? parsed.max_tokens / 2 : parsed.max_tokens;
+  if (!co_await sleep_watched(config_.token_interval * tokens)) co_return next::close;
+  if (fault == "decode_cut") co_return next::close;
+  // A decoder counts the transferred KV cache as cached: the figure the proxy must overwrite.
+  const std::int64_t cached =
+      parsed.role == request_role::decode ? parsed.prompt_tokens : config_.cached_tokens;
+  co_return co_await write_response(
+      200, "application/json", bodies.full(parsed.prompt_tokens, parsed.max_tokens, cached),
+      keep_alive);
+}
+
+net::awaitable<http_session::next> http_session::answer_stream(const completion_request& parsed,
+                                                               const completion_bodies& bodies,
+                                                               bool keep_alive) {
+  http::response<http::empty_body> res{http::status::ok, 11};
+  res.set(http::field::server, "mock-vllm");
+  res.set(http::field::content_type, "text/event-stream; charset=utf-8");
+  res.chunked(true);
+  res.keep_alive(keep_alive);
+  http::response_serializer<http::empty_body> serializer{res};
+  auto [ec, written] = co_await http::async_write_header(socket_, serializer, use_tuple);
+  if (ec) {
+    state_.count_client_disconnect();
+    co_return next::close;
+  }
+
+  state_.stream_started();
+  stream_end end = stream_end::complete;
+  const auto winner = co_await (emit_tokens(parsed, bodies, end) || watch_peer());
+  state_.stream_ended();
+  if (winner.index() == 1 || end == stream_end::write_failed) {
+    state_.count_client_disconnect();
+    co_return next::close;
+  }
+  if (end == stream_end::cut) co_return next::close;  // no [DONE], no last chunk
+  co_return keep_alive ? next::keep_alive : next::close;
+}
+
+net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
+                                               const completion_bodies& bodies, stream_end& end) {
+  const std::string_view fault = parsed.fault;
+  const std::int64_t n = parsed.max_tokens;
+  std::int64_t tokens = n;
+  if (fault == "decode_cut") tokens = n / 2;
+  if (fault == "decode_hang") tokens = std::min<std::int64_t>(n, 1);
+
+  net::steady_timer timer(co_await net::this_coro::executor);
+  for (std::int64_t i = 0; i < tokens; ++i) {
+    if (config_.token_interval.count() > 0) {
+      timer.expires_after(config_.token_interval);
+      auto [ec] = co_await timer.async_wait(use_tuple);
+      if (ec) co_return;  // cancelled: the peer left and watch_peer() won
+    }
+    if (!co_await write_chunk(bodies.token_event(i, i + 1 == n))) {
+      end = stream_end::write_failed;
+      co_return;
+    }
+  }
+  if (fault == "decode_hang") {
+    co_await sleep_forever();  // until watch_peer() sees the peer leave and cancels this
+    co_return;
+  }
+  if (fault == "decode_cut") {
+    end = stream_end::cut;
+    co_return;
+  }
+  if (parsed.include_usage) {
+    // A decoder counts the transferred KV cache as cached: the figure the proxy must overwrite.
+    const std::int64_t cached =
+        parsed.role == request_role::decode ? parsed.prompt_tokens : config_.cached_tokens;
+    if (!co_await write_chunk(bodies.usage_event(parsed.prompt_tokens, n, cached))) {
+      end = stream_end::write_failed;
+      co_return;
+    }
+  }
+  if (!co_await write_chunk(completion_bodies::done_event)) {
+    end = stream_end::write_failed;
+    co_return;
+  }
+  static constexpr std::string_view last_chunk = "0\r\n\r\n";
+  auto [ec, written] = co_await net::async_write(socket_, net::buffer(last_chunk), use_tuple);
+  if (ec) end = stream_end::write_failed;
+}
+
+net::awaitable<bool> http_session::write_chunk(std::string_view data) {
+  char size[20];
+  const int size_len = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  const std::array<net::const_buffer, 3> chunk{net::buffer(size, static_cast<size_t>(size_len)),
+                                               net::buffer(data), net::buffer("\r\n", 2)};
+  auto [ec, written] = co_await net::async_write(socket_, chunk, use_tuple);
+  co_return !ec;
+}
+
+net::awaitable<http_session::next> http_session::write_response(unsigned status,
+                                                                std::string_view content_type,
+                                                                std::string body,
+                                                                bool keep_alive) {
+  http::response<http::string_body> res;
+  res.version(11);
+  res.result(status);
+  res.set(http::field::server, "mock-vllm");
+  if (!content_type.empty()) res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  auto [ec, written] = co_await http::async_write(socket_, res, use_tuple);
+  co_return !ec && keep_alive ? next::keep_alive : next::close;
+}
+
+net::awaitable<http_session::next> http_session::write_error(unsigned status,
+                                                             std::string_view message,
+                                                             bool keep_alive) {
+  co_return co_await write_response(status, "application/json",
+                                    completion_bodies::error(message, static_cast<int>(status)),
+                                    keep_alive);
+}
+
+net::awaitable<bool> http_session::sleep_watched(std::chrono::milliseconds delay) {
+  if (delay.count() <= 0) co_return true;
+  net::steady_timer timer(co_await net::this_coro::executor, delay);
+  const auto winner = co_await (timer.async_wait(use_tuple) || watch_peer());
+  if (winner.index() == 0) co_return true;
+  state_.count_client_disconnect();
+  co_return false;
+}
+
+net::awaitable<void> http_session::watch_peer() {
+  for (;;) {
+    // A client that pipelines more than a header's worth is not read further until the answer
+    // is done; the peer closing then goes unseen, which no real client does.
+    if (buffer_.size() >= header_limit) {
+      co_await sleep_forever();
+      co_return;
+    }
+    auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(4096), use_tuple);
+    if (ec) co_return;  // EOF or reset: the peer is gone (or we were cancelled: nobody listens)
+    buffer_.commit(n);
+  }
+}
+
+net::awaitable<http_session::next> http_session::hang() {
+  co_await watch_peer();
+  state_.count_client_disconnect();
+  co_return next::close;
+}
+
+net::awaitable<void> http_session::sleep_forever() {
+  net::steady_timer timer(co_await net::this_coro::executor,
+                          net::steady_timer::time_point::max());
+  co_await timer.async_wait(use_tuple);
+}
+
+}  // namespace glm::mock

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "bench/mock_vllm/completion_bodies.hpp"
+#include "bench/mock_vllm/completion_request.hpp"
+#include "bench/mock_vllm/mock_config.hpp"
+#include "bench/mock_vllm/mock_state.hpp"
+
+namespace glm::mock {
+
+// One HTTP/1.1 connection: reads requests one after another (keep-alive), answers each as a vLLM
+// instance would, and records them in mock_state. Runs as one coroutine on the socket's strand;
+// while it waits or streams, a second coroutine on the same strand reads the socket so that a
+// peer that goes away is seen at once and the generation stops, as vLLM aborts the sequence.
+class http_session {
+ public:
+  // The session lives on this coroutine's frame; `config` and `state` must outlive it.
+  static boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket,
+                                            const mock_config& config, mock_state& state);
+
+  static constexpr std::uint32_t header_limit = 64 * 1024;
+  static constexpr std::uint64_t body_limit = std::uint64_t{64} << 20;
+
+ private:
+  using request = boost::beast::http::request<boost::beast::http::string_body>;
+  using request_parser = boost::beast::http::request_parser<boost::beast::http::string_body>;
+
+  enum class read_result { ok, closed, too_large, malformed };
+  enum class next { keep_alive, close };
+  // How the token-emitting half of a stream ended.
+  enum class stream_end { complete, cut, write_failed };
+
+  http_session(boost::asio::ip::tcp::socket socket, const mock_config& config, mock_state& state);
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<read_result> read_request(request_parser& parser);
+  boost::asio::awaitable<next> dispatch(request& req);
+  boost::asio::awaitable<next> answer_mock_endpoint(const request& req, std::string_view path);
+  boost::asio::awaitable<next> answer_completion(const request& req, std::string_view body,
+                                                 bool chat);
+  boost::asio::awaitable<next> answer_prefill(const completion_request& parsed,
+                                              const completion_bodies& bodies, bool keep_alive);
+  boost::asio::awaitable<next> answer_generation(const completion_request& parsed,
+                                                 const completion_bodies& bodies, bool keep_alive);
+  boost::asio::awaitable<next> answer_stream(const completion_request& parsed,
+                                             const completion_bodies& bodies, bool keep_alive);
+  boost::asio::awaitable<void> emit_tokens(const completion_request& parsed,
+                                           const completion_bodies& bodies, stream_end& end);
+
+  // A complete response with Content-Length. An empty content_type sends none.
+  boost::asio::awaitable<next> write_response(unsigned status, std::string_view content_type,
+                                              std::string body, bool keep_alive);
+  boost::asio::awaitable<next> write_error(unsigned status, std::string_view message,
+                                           bool keep_alive);
+  // One HTTP chunk; false if the peer is gone.
+  boost::asio::awaitable<bool> write_chunk(std::string_view data);
+
+  // Sleeps `delay` while watching the peer; false if the peer left first (already counted).
+  boost::asio::awaitable<bool> sleep_watched(std::chrono::milliseconds delay);
+  // Completes when the peer closes or resets the connection. Bytes it sends meanwhile (a
+  // pipelined request) are kept in buffer_ for the next read.
+  boost::asio::awaitable<void> watch_peer();
+  // A fault that never answers: waits for the peer to leave, and counts it.
+  boost::asio::awaitable<next> hang();
+  static boost::asio::awaitable<void> sleep_forever();
+
+  boost::asio::ip::tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+  const mock_config& config_;
+  mock_state& state_;
+  std::uint64_t served_ = 0;  // requests read on this connection
+};
+
+}  // namespace glm::mock

@@ -1,0 +1,50 @@
+#include "proxy/chunked_writer.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+namespace glm::proxy {
+
+net::awaitable<error_code> chunked_writer::write_header(http::response<http::empty_body>& res) {
+  res.chunked(true);
+  http::response_serializer<http::empty_body> sr(res);
+  client_.expires_after(timeout_);
+  auto [ec, n] = co_await http::async_write_header(client_, sr, use_nothrow);
+  header_sent_ = !ec;
+  co_return ec;
+}
+
+net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {
+  if (data.empty()) co_return error_code{};  // an empty chunk would end the body
+  // Only the last bytes decide whether the body now ends on a blank line.
+  int newlines = 0;
+  std::size_t i = data.size();
+  bool other_byte = false;
+  while (i > 0 && newlines < 2) {
+    char c = data[--i];
+    if (c == '\n') {
+      ++newlines;
+    } else if (c != '\r') {
+      other_byte = true;
+      break;
+    }
+  }
+  tail_ = (newlines == 2 || other_byte || i > 0) ? newlines : std::min(2, tail_ + newlines);
+  body_bytes_ += data.size();
+  int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", data.size());
+  std::array<net::const_buffer, 3> buffers{net::buffer(size_line_, static_cast<std::size_t>(len)),
+                                           net::buffer(data.data(), data.size()),
+                                           net::buffer("\r\n", 2)};
+  client_.expires_after(timeout_);
+  auto [ec, n] = co_await net::async_write(client_, buffers, use_nothrow);
+  co_return ec;
+}
+
+net::awaitable<error_code> chunked_writer::write_last() {
+  client_.expires_after(timeout_);
+  auto [ec, n] = co_await net::async_write(client_, net::buffer("0\r\n\r\n", 5), use_nothrow);
+  co_return ec;
+}
+
+}  // namespace glm::proxy

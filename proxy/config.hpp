@@ -1,0 +1,44 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "balancer/backend_address.hpp"
+
+namespace glm::proxy {
+
+// Everything glm-proxy is told at start. Filled once by parse_command_line(), then read-only and
+// shared by every worker thread.
+struct config {
+  // The reference proxy's flags, same names and defaults.
+  std::string host = "localhost";
+  std::uint16_t port = 8000;
+  std::vector<balancer::backend_address> prefillers{{"localhost", 8001}};
+  std::vector<balancer::backend_address> decoders{{"localhost", 8002}};
+  int max_retries = 3;
+  double retry_delay = 0.001;  // seconds; attempt k waits retry_delay * 2^(k-1)
+  int max_waiting_retries = 3;
+  double waiting_retry_interval = 10;  // seconds
+  int workers = 1;
+  std::string log_level = "INFO";
+
+  // Limits and timeouts. A long context needs a long prefill, hence the generous defaults.
+  double connect_timeout = 10;        // seconds, per upstream connect
+  double prefill_timeout = 600;       // seconds, the whole prefill answer
+  double stream_idle_timeout = 600;   // seconds, the largest gap between decode bytes
+  double client_write_timeout = 60;   // seconds, per write to the client
+  double header_timeout = 30;         // seconds to receive a request's headers (slowloris)
+  double idle_timeout = 75;           // seconds a keep-alive client connection may sit idle
+  double drain_timeout = 30;          // seconds in-flight requests get after SIGTERM/SIGINT
+  std::size_t max_body_bytes = 64u << 20;
+  std::size_t max_header_bytes = 64u << 10;
+
+  // From the environment: OPENAI_API_KEY, sent as "Authorization: Bearer ..." to the backends
+  // only when it is set.
+  std::string backend_api_key;
+};
+
+}  // namespace glm::proxy

@@ -1,0 +1,163 @@
+#include "proxy/http_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/beast/core/string.hpp>
+
+#include "proxy/admin_endpoints.hpp"
+#include "proxy/json_response.hpp"
+#include "proxy/pd_request.hpp"
+
+namespace glm::proxy {
+
+http_session::http_session(proxy_context& ctx, tcp::socket socket)
+    : ctx_(ctx), stream_(std::move(socket)), buffer_(ctx.cfg.max_header_bytes + 8192) {}
+
+net::awaitable<void> http_session::run() {
+  error_code ignored;
+  stream_.socket().set_option(tcp::no_delay(true), ignored);
+  bool first = true;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(ctx_.cfg.max_header_bytes));
+    parser.body_limit(ctx_.cfg.max_body_bytes);
+
+    // A fresh connection must send its headers promptly (slowloris); an idle keep-alive
+    // connection may wait longer for its next request.
+    stream_.expires_after(seconds(first ? ctx_.cfg.header_timeout : ctx_.cfg.idle_timeout));
+    first = false;
+    auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_nothrow);
+    if (ec == http::error::header_limit) {
+      co_await send(json_error_response(431, "request headers are too large", false));
+      break;
+    }
+    if (ec == http::error::body_limit) {
+      co_await send(json_error_response(
+          413, "request body is larger than " + std::to_string(ctx_.cfg.max_body_bytes) + " bytes",
+          false));
+      break;
+    }
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
+          ec != net::error::connection_reset && ec != net::error::eof) {
+        co_await send(json_error_response(400, "malformed HTTP request: " + ec.message(), false));
+      }
+      break;
+    }
+
+    // curl and others wait for this before sending a large body.
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      stream_.expires_after(seconds(ctx_.cfg.client_write_timeout));
+      auto [wec, wn] = co_await net::async_write(
+          stream_, net::buffer("HTTP/1.1 100 Continue\r\n\r\n", 25), use_nothrow);
+      if (wec) break;
+    }
+    // The body arrives read by read, each with its own deadline: a big prompt on a slow link
+    // is fine, a stalled one is not.
+    while (!ec && !parser.is_done()) {
+      stream_.expires_after(seconds(ctx_.cfg.header_timeout));
+      std::tie(ec, n) = co_await http::async_read_some(stream_, buffer_, parser, use_nothrow);
+    }
+    if (ec == http::error::body_limit) {
+      co_await send(json_error_response(
+          413, "request body is larger than " + std::to_string(ctx_.cfg.max_body_bytes) + " bytes",
+          false));
+      break;
+    }
+    if (ec) {
+      if (ec != beast::error::timeout && ec != http::error::end_of_stream &&
+          ec != net::error::connection_reset && ec != net::error::eof &&
+          ec != http::error::partial_message) {
+        co_await send(json_error_response(400, "malformed HTTP request: " + ec.message(), false));
+      }
+      break;
+    }
+    stream_.expires_never();
+    auto req = parser.release();
+    if (!co_await dispatch(req)) break;
+  }
+  co_await linger();
+}
+
+net::awaitable<void> http_session::linger() {
+  // Close like nginx's lingering_close: stop sending, then drain what the client still sends for a
+  // moment, so an error answered before the body was read (413) is not lost to a TCP reset.
+  error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::array<char, 4096> scratch;
+  std::size_t drained = 0;
+  while (!ec && drained < ctx_.cfg.max_body_bytes && std::chrono::steady_clock::now() < deadline) {
+    stream_.expires_at(deadline);
+    std::size_t n;
+    std::tie(ec, n) = co_await stream_.async_read_some(net::buffer(scratch), use_nothrow);
+    drained += n;
+  }
+  stream_.close();
+}
+
+net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& req) {
+  std::string_view target = req.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  bool keep_alive = req.keep_alive();
+
+  if (path == "/v1/completions" || path == "/v1/chat/completions") {
+    if (req.method() != http::verb::post) {
+      auto res = json_error_response(405, "method not allowed; use POST", keep_alive);
+      res.set(http::field::allow, "POST");
+      co_return co_await send(std::move(res)) && keep_alive;
+    }
+    pd_request pd(ctx_, stream_, req, path);
+    co_return co_await pd.run();
+  }
+  if (path == "/healthcheck") {
+    if (req.method() != http::verb::get) {
+      auto res = json_error_response(405, "method not allowed; use GET", keep_alive);
+      res.set(http::field::allow, "GET");
+      co_return co_await send(std::move(res)) && keep_alive;
+    }
+    co_return co_await send(json_response(200, healthcheck_body(), keep_alive)) && keep_alive;
+  }
+  if (path == "/v1/models" || path == "/reset_prefix_cache" || path == "/instances/add" ||
+      path == "/instances/remove") {
+    bool is_get = path == "/v1/models";
+    if (req.method() != (is_get ? http::verb::get : http::verb::post)) {
+      auto res = json_error_response(
+          405, is_get ? "method not allowed; use GET" : "method not allowed; use POST", keep_alive);
+      res.set(http::field::allow, is_get ? "GET" : "POST");
+      co_return co_await send(std::move(res)) && keep_alive;
+    }
+    admin_endpoints admin(ctx_);
+    admin_endpoints::response res;
+    if (path == "/v1/models") {
+      res = co_await admin.models(keep_alive);
+    } else if (path == "/reset_prefix_cache") {
+      res = co_await admin.reset_prefix_cache(target, keep_alive);
+    } else if (path == "/instances/add") {
+      res = admin.add_instances(req.body(), keep_alive);
+    } else {
+      res = admin.remove_instances(req.body(), keep_alive);
+    }
+    co_return co_await send(std::move(res)) && keep_alive;
+  }
+  co_return co_await send(json_error_response(404, "no such endpoint: " + std::string(path),
+                                              keep_alive)) &&
+      keep_alive;
+}
+
+std::string http_session::healthcheck_body() const {
+  using balancer::role;
+  return R"({"status":"ok","prefill_instances":)" +
+         std::to_string(ctx_.lb.active_count(role::prefill)) +
+         R"(,"decode_instances":)" + std::to_string(ctx_.lb.active_count(role::decode)) +
+         R"(,"request_num":)" + std::to_string(ctx_.lb.request_num()) + "}";
+}
+
+net::awaitable<bool> http_session::send(http::response<http::string_body> res) {
+  stream_.expires_after(seconds(ctx_.cfg.client_write_timeout));
+  auto [ec, n] = co_await http::async_write(stream_, res, use_nothrow);
+  co_return !ec;
+}
+
+}  // namespace glm::proxy

@@ -1,0 +1,36 @@
+#pragma once
+
+#include "proxy/asio.hpp"
+#include "proxy/proxy_context.hpp"
+
+namespace glm::proxy {
+
+// One client connection: reads requests (keep-alive, bounded headers and body, a deadline on each
+// read), routes each to its handler, and answers every bad request with a JSON error.
+//
+// Runs as one coroutine on the connection's executor; all its state is on that frame.
+class http_session {
+ public:
+  http_session(proxy_context& ctx, tcp::socket socket);
+
+  // Serves a connection until it closes; the session lives on this coroutine's frame.
+  static net::awaitable<void> serve(proxy_context& ctx, tcp::socket socket) {
+    http_session session(ctx, std::move(socket));
+    co_await session.run();
+  }
+
+  net::awaitable<void> run();
+
+ private:
+  // Serves one request; returns whether the connection stays open for the next one.
+  net::awaitable<bool> dispatch(http::request<http::string_body>& req);
+  net::awaitable<bool> send(http::response<http::string_body> res);
+  net::awaitable<void> linger();
+  std::string healthcheck_body() const;
+
+  proxy_context& ctx_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+}  // namespace glm::proxy

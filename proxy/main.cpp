@@ -1,0 +1,49 @@
+// glm-proxy: parse the command line, set up logging, serve. Everything else lives in glm_proxy_lib.
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include "proxy/command_line.hpp"
+#include "proxy/server.hpp"
+
+namespace {
+
+spdlog::level::level_enum to_spdlog_level(const std::string& level) {
+  if (level == "DEBUG") return spdlog::level::debug;
+  if (level == "WARNING") return spdlog::level::warn;
+  if (level == "ERROR") return spdlog::level::err;
+  if (level == "CRITICAL") return spdlog::level::critical;
+  return spdlog::level::info;
+}
+
+// Each stream holds a client socket and an upstream socket: raise the soft descriptor limit to
+// the hard one so thousands of streams fit.
+void raise_file_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  glm::proxy::config cfg;
+  if (auto exit_code = glm::proxy::parse_command_line(argc, argv, cfg)) return *exit_code;
+
+  spdlog::set_level(to_spdlog_level(cfg.log_level));
+  spdlog::flush_on(spdlog::level::info);
+  raise_file_limit();
+
+  std::string prefillers, decoders;
+  for (const auto& a : cfg.prefillers) prefillers += " " + a.to_string();
+  for (const auto& a : cfg.decoders) decoders += " " + a.to_string();
+  spdlog::info("prefillers:{}; decoders:{}; workers: {}", prefillers, decoders, cfg.workers);
+
+  glm::proxy::server srv(cfg);
+  if (auto ec = srv.listen()) {
+    spdlog::critical("cannot listen on {}:{}: {}", cfg.host, cfg.port, ec.message());
+    return 1;
+  }
+  return srv.run();
+}

@@ -1,0 +1,124 @@
+#include "proxy/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/http_session.hpp"
+
+namespace glm::proxy {
+namespace {
+
+std::vector<std::unique_ptr<net::io_context>> make_workers(int n) {
+  std::vector<std::unique_ptr<net::io_context>> workers;
+  for (int i = 0; i < n; ++i) workers.push_back(std::make_unique<net::io_context>(1));
+  return workers;
+}
+
+balancer::balancer::options balancer_options(const config& cfg) {
+  balancer::balancer::options o;
+  o.max_waiting_retries = cfg.max_waiting_retries;
+  o.waiting_retry_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
+      seconds(cfg.waiting_retry_interval));
+  return o;
+}
+
+}  // namespace
+
+server::server(const config& cfg)
+    : cfg_(cfg),
+      lb_(cfg.prefillers, cfg.decoders, balancer_options(cfg)),
+      ctx_{cfg_, lb_},
+      workers_(make_workers(cfg.workers)),
+      acceptor_(*workers_[0]),
+      prober_(ctx_) {
+  for (auto& w : workers_) guards_.push_back(net::make_work_guard(*w));
+}
+
+server::~server() = default;
+
+error_code server::listen() {
+  error_code ec;
+  tcp::resolver resolver(*workers_[0]);
+  auto results = resolver.resolve(cfg_.host, std::to_string(cfg_.port),
+                                  tcp::resolver::passive | tcp::resolver::address_configured, ec);
+  if (ec) return ec;
+  for (const auto& entry : results) {
+    tcp::endpoint endpoint = entry.endpoint();
+    acceptor_.open(endpoint.protocol(), ec);
+    if (ec) continue;
+    acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (!ec) {
+      auto local = acceptor_.local_endpoint(ec);
+      auto addr = local.address();
+      spdlog::info("listening on {}:{}",
+                   addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string(), local.port());
+      return {};
+    }
+    error_code ignored;
+    acceptor_.close(ignored);
+  }
+  return ec ? ec : net::error::host_not_found;
+}
+
+net::awaitable<void> server::accept_loop() {
+  for (;;) {
+    auto& worker = *workers_[next_worker_];
+    next_worker_ = (next_worker_ + 1) % workers_.size();
+    auto [ec, socket] = co_await acceptor_.async_accept(worker, use_nothrow);
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) co_return;
+    if (ec) {
+      // Out of file descriptors and similar: back off briefly instead of spinning.
+      spdlog::warn("accept failed: {}", ec.message());
+      net::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_nothrow);
+      continue;
+    }
+    net::co_spawn(worker, http_session::serve(ctx_, std::move(socket)), [](std::exception_ptr e) {
+      // Nothing on the request path throws by design; if something does, lose the connection,
+      // not the process.
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        spdlog::error("session ended by an exception: {}", x.what());
+      }
+    });
+  }
+}
+
+net::awaitable<void> server::wait_for_signal() {
+  net::signal_set signals(acceptor_.get_executor(), SIGINT, SIGTERM);
+  auto [ec, signal] = co_await signals.async_wait(use_nothrow);
+  if (ec) co_return;
+  spdlog::info("signal {}: no longer accepting; waiting for {} request(s) in flight", signal,
+               lb_.request_num());
+  error_code ignored;
+  acceptor_.close(ignored);
+  auto deadline = std::chrono::steady_clock::now() + seconds(cfg_.drain_timeout);
+  net::steady_timer tick(acceptor_.get_executor());
+  while (lb_.request_num() > 0 && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(20));
+    co_await tick.async_wait(use_nothrow);
+  }
+  if (lb_.request_num() > 0) {
+    spdlog::warn("drain timeout: {} request(s) still in flight are cut", lb_.request_num());
+  }
+  for (auto& w : workers_) w->stop();
+}
+
+int server::run() {
+  net::co_spawn(*workers_[0], accept_loop(), net::detached);
+  net::co_spawn(*workers_[0], wait_for_signal(), net::detached);
+  net::co_spawn(*workers_[0], prober_.run(), net::detached);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    threads.emplace_back([w = workers_[i].get()] { w->run(); });
+  }
+  workers_[0]->run();
+  for (auto& t : threads) t.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace glm::proxy

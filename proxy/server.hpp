@@ -1,0 +1,46 @@
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "balancer/balancer.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/config.hpp"
+#include "proxy/instance_prober.hpp"
+#include "proxy/proxy_context.hpp"
+
+namespace glm::proxy {
+
+// The listening socket and the worker threads. Each worker runs its own io_context; accepted
+// connections are dealt to the workers in turn and stay on theirs for life, so a request's client
+// socket, upstream sockets and timers share one thread and need no lock. The workers share only the
+// balancer.
+class server {
+ public:
+  explicit server(const config& cfg);
+  ~server();
+
+  // Binds and listens on cfg.host:cfg.port. Port 0 picks a free port; the log line
+  // "listening on HOST:PORT" tells which.
+  error_code listen();
+
+  // Serves until SIGINT or SIGTERM, then stops accepting, lets requests in flight finish (up to
+  // drain_timeout) and returns the process exit code.
+  int run();
+
+ private:
+  net::awaitable<void> accept_loop();
+  net::awaitable<void> wait_for_signal();
+
+  const config& cfg_;
+  balancer::balancer lb_;
+  proxy_context ctx_;
+  std::vector<std::unique_ptr<net::io_context>> workers_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
+  tcp::acceptor acceptor_;
+  instance_prober prober_;
+  std::size_t next_worker_ = 0;
+};
+
+}  // namespace glm::proxy

@@ -1,0 +1,78 @@
+#include "proxy/upstream_exchange.hpp"
+
+namespace glm::proxy {
+
+net::awaitable<error_code> upstream_exchange::connect(const balancer::backend_address& to,
+                                                      std::chrono::steady_clock::duration timeout) {
+  stream_.expires_after(timeout);
+  error_code ec;
+  auto ip = net::ip::make_address(to.host, ec);
+  if (!ec) {
+    auto [cec] = co_await stream_.async_connect(tcp::endpoint(ip, to.port), use_nothrow);
+    co_return cec;
+  }
+  tcp::resolver resolver(stream_.get_executor());
+  auto [rec, results] =
+      co_await resolver.async_resolve(to.host, std::to_string(to.port), use_nothrow);
+  if (rec) co_return rec;
+  auto [cec, endpoint] = co_await stream_.async_connect(results, use_nothrow);
+  co_return cec;
+}
+
+net::awaitable<error_code> upstream_exchange::send(request& req,
+                                                   std::chrono::steady_clock::duration timeout) {
+  stream_.expires_after(timeout);
+  auto [ec, n] = co_await http::async_write(stream_, req, use_nothrow);
+  co_return ec;
+}
+
+net::awaitable<error_code> upstream_exchange::read_header(
+    std::chrono::steady_clock::duration timeout) {
+  // vLLM's answers are small headers and a body we stream ourselves: no body limit here.
+  parser_.body_limit(boost::none);
+  parser_.header_limit(64 * 1024);
+  stream_.expires_after(timeout);
+  auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser_, use_nothrow);
+  co_return ec;
+}
+
+net::awaitable<error_code> upstream_exchange::read_body(
+    std::string& out, std::size_t limit, std::chrono::steady_clock::time_point deadline) {
+  char chunk[8192];
+  stream_.expires_at(deadline);
+  while (!parser_.is_done()) {
+    parser_.get().body().data = chunk;
+    parser_.get().body().size = sizeof chunk;
+    auto [ec, n] = co_await http::async_read(stream_, buffer_, parser_, use_nothrow);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) co_return ec;
+    std::size_t got = sizeof chunk - parser_.get().body().size;
+    if (out.size() + got > limit) co_return http::error::body_limit;
+    out.append(chunk, got);
+  }
+  co_return error_code{};
+}
+
+net::awaitable<std::pair<error_code, std::size_t>> upstream_exchange::read_some(
+    char* data, std::size_t size, std::chrono::steady_clock::duration idle) {
+  while (!parser_.is_done()) {
+    parser_.get().body().data = data;
+    parser_.get().body().size = size;
+    stream_.expires_after(idle);
+    auto [ec, n] = co_await http::async_read_some(stream_, buffer_, parser_, use_nothrow);
+    if (ec == http::error::need_buffer) ec = {};
+    std::size_t got = size - parser_.get().body().size;
+    if (ec) co_return std::pair{ec, got};
+    // A read may parse only chunk framing and yield no body byte: read again.
+    if (got > 0) co_return std::pair{error_code{}, got};
+  }
+  co_return std::pair{error_code{}, std::size_t{0}};
+}
+
+void upstream_exchange::close() {
+  error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.close();
+}
+
+}  // namespace glm::proxy

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "balancer/backend_address.hpp"
+#include "proxy/asio.hpp"
+
+namespace glm::proxy {
+
+// One HTTP/1.1 request to a vLLM backend and the reading of its answer, on a connection of its
+// own. Every operation takes its own timeout, re-armed per operation, so a long stream never dies
+// at a whole-request deadline while a stalled one does.
+//
+// Closing the exchange (close(), or destroying it) closes the TCP connection: that is how vLLM
+// learns that the client left and frees the sequence's KV cache. Not thread-safe; one coroutine
+// owns it. It must only be used from its executor.
+class upstream_exchange {
+ public:
+  explicit upstream_exchange(net::any_io_executor ex) : stream_(std::move(ex)) {}
+
+  // Resolves (IP literals skip the resolver) and connects.
+  net::awaitable<error_code> connect(const balancer::backend_address& to,
+                                     std::chrono::steady_clock::duration timeout);
+
+  // The request type: the body is a view, so a retry re-sends the same bytes without copying them.
+  using request = http::request<http::span_body<const char>>;
+
+  // Sends a request; the connection stays open for the answer.
+  net::awaitable<error_code> send(request& req,
+                                  std::chrono::steady_clock::duration timeout);
+
+  // Reads the answer's status line and headers. Body bytes read with them stay buffered.
+  net::awaitable<error_code> read_header(std::chrono::steady_clock::duration timeout);
+
+  // Reads the rest of the body into `out`, up to `limit` bytes (http::error::body_limit past it),
+  // all of it before `deadline`.
+  net::awaitable<error_code> read_body(std::string& out, std::size_t limit,
+                                       std::chrono::steady_clock::time_point deadline);
+
+  // Reads the next piece of the body into [data, data+size). Returns the bytes read; 0 with no
+  // error only when the body is complete (done() is then true). `idle` bounds this one read.
+  net::awaitable<std::pair<error_code, std::size_t>> read_some(
+      char* data, std::size_t size, std::chrono::steady_clock::duration idle);
+
+  bool done() const { return parser_.is_done(); }
+  unsigned status() const { return parser_.get().result_int(); }
+  const http::response_header<>& header() const { return parser_.get().base(); }
+
+  // Closes the connection at once; any pending operation completes with an error.
+  void close();
+  bool is_open() const { return stream_.socket().is_open(); }
+
+ private:
+  beast::tcp_stream stream_;
+  // Holds only what a single read brought in past the headers: bounded by Beast's read size.
+  beast::flat_buffer buffer_{16 * 1024};
+  http::response_parser<http::buffer_body> parser_;
+};
+
+}  // namespace glm::proxy

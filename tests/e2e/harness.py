@@ -1,0 +1,552 @@
+"""End-to-end test harness: real glm-proxy and mock-vllm processes on loopback, port 0.
+
+Standard library only. Every process writes stdout and stderr to a temporary log file (so no pipe
+can fill up); the harness polls that file for the "listening on HOST:PORT" line.
+
+Binaries come from $GLM_PROXY_BIN and $MOCK_VLLM_BIN (CTest sets them), defaulting to the build
+directory next to this file's repository.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GLM_PROXY_BIN = os.environ.get("GLM_PROXY_BIN") or os.path.join(_REPO, "build", "glm-proxy")
+MOCK_VLLM_BIN = os.environ.get("MOCK_VLLM_BIN") or os.path.join(_REPO, "build", "mock-vllm")
+
+LISTENING_RE = re.compile(r"listening on \[?([^\]\s]+)\]?:(\d+)")
+START_TIMEOUT = 10.0
+HTTP_TIMEOUT = 30.0
+
+PREFILL_KV = {
+    "do_remote_decode": True,
+    "do_remote_prefill": False,
+    "remote_engine_id": None,
+    "remote_block_ids": None,
+    "remote_host": None,
+    "remote_port": None,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+class Process:
+    """A child process whose stdout and stderr go to one temporary log file."""
+
+    def __init__(self, name, argv, env=None):
+        self.name = name
+        self.argv = list(argv)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False)
+        self.log_path = self.log.name
+        self.port = None
+        self.host = None
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_listening(self, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = LISTENING_RE.search(self.read_log())
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                return self.port
+            code = self.proc.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {code} before listening\n"
+                    f"command: {' '.join(self.argv)}\nlog:\n{self.read_log()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"{self.name} printed no 'listening on HOST:PORT' line within {timeout} s\n"
+                    f"command: {' '.join(self.argv)}\nlog:\n{self.read_log()}"
+                )
+            time.sleep(0.01)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def stop(self, grace=5.0):
+        """SIGTERM, then SIGKILL after `grace` seconds. Returns the exit code."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=grace)
+        return self.proc.returncode
+
+    def close_log(self, remove=True):
+        try:
+            self.log.close()
+        except OSError:
+            pass
+        if remove:
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
+
+
+def clean_env(extra=None, drop=("OPENAI_API_KEY",)):
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    if extra:
+        for k, v in extra.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
+    return env
+
+
+def start_mock(*role_args, name="mock-vllm", prefill_delay_ms=None, token_interval_ms=None,
+               cached_tokens=None, engine_id=None, extra_args=()):
+    """Starts mock-vllm on 127.0.0.1, port 0; returns the Process with .port set.
+
+    role_args are passed through verbatim (e.g. "--prefill-delay-ms", "200"); the keyword
+    arguments are a convenience for the common flags.
+    """
+    argv = [MOCK_VLLM_BIN, "--host", "127.0.0.1", "--port", "0"]
+    argv += [str(a) for a in role_args]
+    if prefill_delay_ms is not None:
+        argv += ["--prefill-delay-ms", str(prefill_delay_ms)]
+    if token_interval_ms is not None:
+        argv += ["--token-interval-ms", str(token_interval_ms)]
+    if cached_tokens is not None:
+        argv += ["--cached-tokens", str(cached_tokens)]
+    if engine_id is not None:
+        argv += ["--engine-id", str(engine_id)]
+    argv += [str(a) for a in extra_args]
+    p = Process(name, argv, env=clean_env())
+    try:
+        p.wait_listening()
+    except Exception:
+        p.stop()
+        p.close_log(remove=False)
+        raise
+    return p
+
+
+def proxy_argv(prefill_ports, decode_ports, extra_args=(), host="127.0.0.1"):
+    argv = [GLM_PROXY_BIN, "--host", "127.0.0.1", "--port", "0"]
+    if prefill_ports:
+        argv += ["--prefiller-hosts"] + [host] * len(prefill_ports)
+        argv += ["--prefiller-ports"] + [str(p) for p in prefill_ports]
+    if decode_ports:
+        argv += ["--decoder-hosts"] + [host] * len(decode_ports)
+        argv += ["--decoder-ports"] + [str(p) for p in decode_ports]
+    argv += [str(a) for a in extra_args]
+    return argv
+
+
+def start_proxy(prefill_ports, decode_ports, extra_args=(), env=None, name="glm-proxy"):
+    """Starts glm-proxy on 127.0.0.1, port 0, with the given backends; returns the Process.
+
+    env: extra environment variables (None values remove a variable). OPENAI_API_KEY is removed
+    from the inherited environment unless given here.
+    """
+    p = Process(name, proxy_argv(prefill_ports, decode_ports, extra_args), env=clean_env(env))
+    try:
+        p.wait_listening()
+    except Exception:
+        p.stop()
+        p.close_log(remove=False)
+        raise
+    return p
+
+
+def run_proxy(args, timeout=10.0, env=None):
+    """Runs glm-proxy with `args` to completion; returns (exit code, stdout+stderr text)."""
+    r = subprocess.run([GLM_PROXY_BIN] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                       env=clean_env(env))
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+
+
+class Cluster:
+    """n prefillers, m decoders (mock-vllm) and one glm-proxy in front of them.
+
+    Use as a context manager, or call start() / stop(). Prefillers get --engine-id prefill-<i>,
+    decoders decode-<i>.
+    """
+
+    def __init__(self, prefillers=2, decoders=2, prefill_args=(), decode_args=(),
+                 proxy_args=(), proxy_env=None):
+        self.n_prefill = prefillers
+        self.n_decode = decoders
+        self.prefill_args = list(prefill_args)
+        self.decode_args = list(decode_args)
+        self.proxy_args = list(proxy_args)
+        self.proxy_env = proxy_env
+        self.prefillers = []
+        self.decoders = []
+        self.proxy = None
+
+    # -- lifecycle
+    def start(self):
+        try:
+            for i in range(self.n_prefill):
+                self.prefillers.append(start_mock(*self.prefill_args, name=f"prefill-{i}",
+                                                  engine_id=f"prefill-{i}"))
+            for i in range(self.n_decode):
+                self.decoders.append(start_mock(*self.decode_args, name=f"decode-{i}",
+                                                engine_id=f"decode-{i}"))
+            self.proxy = start_proxy(self.prefill_ports, self.decode_ports, self.proxy_args,
+                                     env=self.proxy_env)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def processes(self):
+        return ([self.proxy] if self.proxy else []) + self.prefillers + self.decoders
+
+    def stop(self):
+        # The proxy first: it must not see its backends vanish while it drains.
+        for p in self.processes():
+            try:
+                p.stop()
+            except Exception as e:  # keep stopping the others
+                print(f"stopping {p.name}: {e}", file=sys.stderr)
+
+    def logs(self):
+        out = []
+        for p in self.processes():
+            code = p.proc.returncode
+            out.append(f"----- {p.name} (port {p.port}, exit {code}) {' '.join(p.argv)}\n"
+                       f"{p.read_log()}")
+        return "\n".join(out)
+
+    def close_logs(self, keep=False):
+        for p in self.processes():
+            p.close_log(remove=not keep)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            print(self.logs(), file=sys.stderr)
+        self.close_logs()
+        return False
+
+    # -- addresses
+    @property
+    def port(self):
+        return self.proxy.port
+
+    @property
+    def prefill_ports(self):
+        return [p.port for p in self.prefillers]
+
+    @property
+    def decode_ports(self):
+        return [p.port for p in self.decoders]
+
+    @property
+    def mocks(self):
+        return self.prefillers + self.decoders
+
+    # -- convenience
+    def all_mock_requests(self):
+        return {p.name: mock_requests(p.port) for p in self.mocks}
+
+    def reset_mocks(self):
+        for p in self.mocks:
+            mock_reset(p.port)
+
+    def request_num(self):
+        return healthcheck(self.port)["request_num"]
+
+    def wait_idle(self, timeout=15.0):
+        """Waits until /healthcheck says request_num == 0."""
+        return wait_until(lambda: self.request_num() == 0, timeout,
+                          message="request_num did not return to 0",
+                          describe=lambda: healthcheck(self.port))
+
+
+class ClusterTestCase(unittest.TestCase):
+    """Starts a Cluster before each test and always stops it afterwards.
+
+    Override the class attributes to configure it; a test may also call start_cluster() for a
+    differently configured one (stopped at cleanup too). Logs of every process are printed when
+    the test fails or errors.
+    """
+
+    prefillers = 2
+    decoders = 2
+    prefill_args = ()
+    decode_args = ()
+    proxy_args = ()
+    proxy_env = None
+    auto_cluster = True
+
+    def setUp(self):
+        super().setUp()
+        self._clusters = []
+        self.cluster = None
+        if self.auto_cluster:
+            self.cluster = self.start_cluster()
+
+    def start_cluster(self, **overrides):
+        options = dict(prefillers=self.prefillers, decoders=self.decoders,
+                       prefill_args=self.prefill_args, decode_args=self.decode_args,
+                       proxy_args=self.proxy_args, proxy_env=self.proxy_env)
+        options.update(overrides)
+        c = Cluster(**options)
+        c.start()
+        self._clusters.append(c)
+        self.addCleanup(self._stop_cluster, c)
+        return c
+
+    def _failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        if not getattr(outcome, "success", True):
+            return True
+        result = getattr(outcome, "result", None)
+        if result is not None:
+            for test, _ in list(result.errors) + list(result.failures):
+                if test is self:
+                    return True
+        return False
+
+    def _stop_cluster(self, c):
+        c.stop()
+        failed = self._failed()
+        if failed:
+            sys.stderr.write(f"\n===== logs of {self.id()} =====\n{c.logs()}\n")
+        c.close_logs()
+
+    @property
+    def port(self):
+        return self.cluster.port
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP helpers
+
+
+def _encode(obj):
+    if obj is None:
+        return b""
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj)
+    if isinstance(obj, str):
+        return obj.encode("utf-8")
+    return json.dumps(obj).encode("utf-8")
+
+
+def _headers_dict(msg):
+    out = {}
+    for k, v in msg.items():
+        k = k.lower()
+        out[k] = f"{out[k]}, {v}" if k in out else v
+    return out
+
+
+def request(port, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT, host="127.0.0.1"):
+    """One HTTP request on a fresh connection -> (status, headers {lowercase: value}, body bytes)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        data = _encode(body) if body is not None else None
+        h = {}
+        if data is not None:
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        payload = resp.read()
+        return resp.status, _headers_dict(resp.headers), payload
+    finally:
+        conn.close()
+
+
+def post_json(port, path, obj, headers=None, timeout=HTTP_TIMEOUT):
+    """POSTs obj (serialized with json.dumps) or raw bytes/str -> (status, headers, body bytes)."""
+    return request(port, "POST", path, obj if obj is not None else b"", headers, timeout)
+
+
+def get(port, path, timeout=HTTP_TIMEOUT):
+    return request(port, "GET", path, None, None, timeout)
+
+
+def parse_sse(data):
+    """Parses an SSE body (bytes or str) -> list of event data payloads (str).
+
+    Events are separated by a blank line; the `data:` lines of an event are joined with "\\n"
+    (one space after the colon is dropped). Comments and other fields are ignored; an event
+    without data lines yields nothing. An unterminated last event is still reported.
+    """
+    if isinstance(data, (bytes, bytearray)):
+        data = bytes(data).decode("utf-8")
+    lines = re.split(r"\r\n|\r|\n", data)
+    events = []
+    current = None
+    for line in lines:
+        if line == "":
+            if current is not None:
+                events.append("\n".join(current))
+            current = None
+            continue
+        if line.startswith(":"):
+            continue
+        field, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            if current is None:
+                current = []
+            current.append(value)
+    if current is not None:
+        events.append("\n".join(current))
+    return events
+
+
+def stream(port, path, obj, headers=None, timeout=HTTP_TIMEOUT):
+    """POSTs a streaming request -> (status, headers, list of SSE data payload strings).
+
+    The whole body is read (http.client undoes the chunked encoding) and then parsed as SSE.
+    A non-2xx answer is returned with its raw body as the single "event" for diagnostics:
+    check the status first.
+    """
+    status, h, body = post_json(port, path, obj, headers, timeout)
+    if status // 100 != 2 or not h.get("content-type", "").startswith("text/event-stream"):
+        return status, h, [body.decode("utf-8", "replace")]
+    return status, h, parse_sse(body)
+
+
+def stream_raw(port, path, obj, headers=None, timeout=HTTP_TIMEOUT):
+    """Like stream(), but returns the raw (de-chunked) body bytes as the third item."""
+    return post_json(port, path, obj, headers, timeout)
+
+
+def healthcheck(port):
+    status, _, body = get(port, "/healthcheck")
+    if status != 200:
+        raise AssertionError(f"/healthcheck answered {status}: {body!r}")
+    return json.loads(body)
+
+
+def mock_requests(port):
+    """GET /mock/requests -> [{"method","target","headers":{lowercase},"body":str}, ...]."""
+    status, _, body = get(port, "/mock/requests")
+    if status != 200:
+        raise AssertionError(f"/mock/requests answered {status}: {body!r}")
+    return json.loads(body)
+
+
+def mock_reset(port):
+    status, _, body = post_json(port, "/mock/reset", b"")
+    if status != 200:
+        raise AssertionError(f"/mock/reset answered {status}: {body!r}")
+
+
+def mock_stats(port):
+    status, _, body = get(port, "/mock/stats")
+    if status != 200:
+        raise AssertionError(f"/mock/stats answered {status}: {body!r}")
+    return json.loads(body)
+
+
+def body_bytes(record):
+    """The exact bytes of a recorded request body (the mock writes UTF-8 bodies as they are)."""
+    return record["body"].encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Raw sockets (client disconnects)
+
+
+def raw_http_request(method, path, body, host="127.0.0.1", port=80, extra_headers=None):
+    data = _encode(body)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}",
+             "Content-Type: application/json", f"Content-Length: {len(data)}"]
+    for k, v in (extra_headers or {}).items():
+        lines.append(f"{k}: {v}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
+
+
+def open_raw(port, method, path, body, timeout=HTTP_TIMEOUT):
+    """Connects, sends one request and returns the socket without reading anything."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(raw_http_request(method, path, body, port=port))
+    return s
+
+
+def read_until(sock, predicate, timeout=HTTP_TIMEOUT):
+    """Reads from sock until predicate(bytes so far) is true; returns the bytes."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not predicate(buf):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out reading; got {buf!r}")
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed early; got {buf!r}")
+        buf += chunk
+    return buf
+
+
+# --------------------------------------------------------------------------------------------
+# Polling
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message="condition not met",
+               describe=None):
+    """Polls predicate() until it returns a truthy value (returned) or `timeout` seconds pass
+    (AssertionError with `message` and, if given, describe()'s last value). Exceptions raised by
+    the predicate count as "not yet" and are reported if the timeout expires."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last_error = None
+        except Exception as e:  # noqa: BLE001 - a predicate may race a starting server
+            last_error = e
+        if time.monotonic() > deadline:
+            detail = ""
+            if describe is not None:
+                try:
+                    detail = f"; state: {describe()!r}"
+                except Exception as e:  # noqa: BLE001
+                    detail = f"; state unavailable: {e!r}"
+            if last_error is not None:
+                detail += f"; last error: {last_error!r}"
+            raise AssertionError(f"{message} within {timeout} s{detail}")
+        time.sleep(interval)
