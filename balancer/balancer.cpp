@@ -52,19 +52,24 @@ std::vector<instance_snapshot> balancer::instances() const {
   return out;
 }
 
-std::optional<std::pair<std::uint64_t, backend_address>> balancer::choose(role kind, double score) {
+std::optional<std::pair<std::uint64_t, backend_address>> balancer::choose(
+    role kind, double score, const std::vector<std::uint64_t>& avoid) {
   std::lock_guard lock(mutex_);
   instance* best = nullptr;
-  double best_load = 0;
-  for (auto& i : instances_) {
-    if (i.kind != kind || i.isolated) continue;
-    const double load =
-        kind == role::prefill ? i.active_tokens + 0.3 * i.active_kv_cache : i.active_tokens;
-    // Strictly lower only, so equal loads go to the instance added first.
-    if (best == nullptr || load < best_load) {
-      best = &i;
-      best_load = load;
+  for (bool use_avoided : {false, true}) {
+    double best_load = 0;
+    for (auto& i : instances_) {
+      if (i.kind != kind || i.isolated) continue;
+      if (!use_avoided && std::find(avoid.begin(), avoid.end(), i.id) != avoid.end()) continue;
+      const double load =
+          kind == role::prefill ? i.active_tokens + 0.3 * i.active_kv_cache : i.active_tokens;
+      // Strictly lower only, so equal loads go to the instance added first.
+      if (best == nullptr || load < best_load) {
+        best = &i;
+        best_load = load;
+      }
     }
+    if (best != nullptr || avoid.empty()) break;
   }
   if (best == nullptr) return std::nullopt;
   if (kind == role::prefill) {

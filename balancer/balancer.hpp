@@ -113,7 +113,10 @@ class balancer {
     bool probing = false;  // a probe is outstanding: not due again until its result is in
   };
 
-  std::optional<std::pair<std::uint64_t, backend_address>> choose(role kind, double score);
+  // The least-loaded instance of `kind`, preferring those not in `avoid` (instances that already
+  // failed this request); one in `avoid` is chosen only when no other can be.
+  std::optional<std::pair<std::uint64_t, backend_address>> choose(
+      role kind, double score, const std::vector<std::uint64_t>& avoid);
   void release(std::uint64_t id, double tokens, double kv_cache);
   void end_request();
 

@@ -32,7 +32,7 @@ request_lease::~request_lease() {
 std::optional<backend_address> request_lease::choose_prefiller() {
   if (owner_ == nullptr) return std::nullopt;
   release_prefill();
-  auto chosen = owner_->choose(role::prefill, prefill_score_);
+  auto chosen = owner_->choose(role::prefill, prefill_score_, avoid_);
   if (!chosen) return std::nullopt;
   prefiller_ = chosen->first;
   return std::move(chosen->second);
@@ -41,10 +41,18 @@ std::optional<backend_address> request_lease::choose_prefiller() {
 std::optional<backend_address> request_lease::choose_decoder() {
   if (owner_ == nullptr) return std::nullopt;
   release_decoder();
-  auto chosen = owner_->choose(role::decode, decode_score_);
+  auto chosen = owner_->choose(role::decode, decode_score_, avoid_);
   if (!chosen) return std::nullopt;
   decoder_ = chosen->first;
   return std::move(chosen->second);
+}
+
+void request_lease::prefill_failed() {
+  if (prefiller_) avoid_.push_back(*prefiller_);
+}
+
+void request_lease::decode_failed() {
+  if (decoder_) avoid_.push_back(*decoder_);
 }
 
 void request_lease::release_prefill() {

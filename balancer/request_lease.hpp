@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "balancer/backend_address.hpp"
 
@@ -29,6 +30,11 @@ class request_lease {
   std::optional<backend_address> choose_prefiller();
   std::optional<backend_address> choose_decoder();
 
+  // The prefiller (decoder) this lease holds failed this request: later choices avoid it while
+  // another instance of its role can be chosen, so a retry goes elsewhere.
+  void prefill_failed();
+  void decode_failed();
+
   // Give back the prefill score (on the first decode byte) or the decode score. Idempotent.
   void release_prefill();
   void release_decoder();
@@ -50,6 +56,7 @@ class request_lease {
   double decode_score_ = 0;
   std::optional<std::uint64_t> prefiller_;  // instance ids currently charged
   std::optional<std::uint64_t> decoder_;
+  std::vector<std::uint64_t> avoid_;  // instances that failed this request (ids are never reused)
 };
 
 }  // namespace glm::balancer

@@ -4,8 +4,7 @@
 
 namespace glm::protocol {
 
-std::optional<std::string> instances_request::parse(std::string_view body,
-                                                    instances_request& out) {
+std::optional<std::string> instances_request::parse(std::string_view body, instances_request& out) {
   // An operator's call, not the data path: a DOM parse of a padded copy is simplest.
   simdjson::dom::parser parser;
   simdjson::padded_string padded(body);

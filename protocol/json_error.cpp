@@ -1,5 +1,7 @@
 #include "protocol/json_error.hpp"
 
+#include <string>
+
 #include "protocol/json_scan.hpp"
 
 namespace glm::protocol {
@@ -29,7 +31,9 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
   return 0;
 }
 
-bool needs_escape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
+bool needs_escape(unsigned char c) {
+  return c < 0x20 || c == '"' || c == '\\';
+}
 
 }  // namespace
 
@@ -48,13 +52,20 @@ std::string json_error::make(std::string_view message, std::string_view type, in
 
 std::string_view json_error::type_for(int status) {
   switch (status) {
-    case 400: return "BadRequestError";
-    case 404: return "NotFoundError";
-    case 405: return "MethodNotAllowed";
-    case 413: return "RequestEntityTooLarge";
-    case 503: return "ServiceUnavailableError";
-    case 504: return "GatewayTimeout";
-    default: break;
+    case 400:
+      return "BadRequestError";
+    case 404:
+      return "NotFoundError";
+    case 405:
+      return "MethodNotAllowed";
+    case 413:
+      return "RequestEntityTooLarge";
+    case 503:
+      return "ServiceUnavailableError";
+    case 504:
+      return "GatewayTimeout";
+    default:
+      break;
   }
   if (status >= 400 && status < 500) return "BadRequestError";
   // 5xx, and anything that is not an error status at all: the proxy only calls this for failures.
@@ -103,13 +114,27 @@ void json_error::escape_into(std::string& out, std::string_view s) {
       out += "\\ufffd";
     } else {
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
         default: {
           static constexpr char hex[] = "0123456789abcdef";
           out += "\\u00";

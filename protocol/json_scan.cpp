@@ -1,13 +1,32 @@
 #include "protocol/json_scan.hpp"
 
+#include <array>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 
 namespace glm::protocol::detail {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+// The length of a valid escape by the byte after its backslash (0: not an escape JSON allows).
+constexpr std::array<std::uint8_t, 256> escape_length = [] {
+  std::array<std::uint8_t, 256> table{};
+  for (char c : std::string_view("\"\\/bfnrt")) table[static_cast<unsigned char>(c)] = 2;
+  table['u'] = 6;
+  return table;
+}();
+
+constexpr std::array<bool, 256> is_hex = [] {
+  std::array<bool, 256> table{};
+  for (char c : std::string_view("0123456789abcdefABCDEF"))
+    table[static_cast<unsigned char>(c)] = true;
+  return table;
+}();
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -20,14 +39,30 @@ int hex_value(char c) {
 bool decode_escape(std::string_view s, std::size_t& i, unsigned& unit) {
   if (i + 1 >= s.size()) return false;
   switch (s[i + 1]) {
-    case '"': unit = '"'; break;
-    case '\\': unit = '\\'; break;
-    case '/': unit = '/'; break;
-    case 'b': unit = '\b'; break;
-    case 'f': unit = '\f'; break;
-    case 'n': unit = '\n'; break;
-    case 'r': unit = '\r'; break;
-    case 't': unit = '\t'; break;
+    case '"':
+      unit = '"';
+      break;
+    case '\\':
+      unit = '\\';
+      break;
+    case '/':
+      unit = '/';
+      break;
+    case 'b':
+      unit = '\b';
+      break;
+    case 'f':
+      unit = '\f';
+      break;
+    case 'n':
+      unit = '\n';
+      break;
+    case 'r':
+      unit = '\r';
+      break;
+    case 't':
+      unit = '\t';
+      break;
     case 'u': {
       if (i + 6 > s.size()) return false;
       unit = 0;
@@ -95,15 +130,29 @@ bool valid_number(std::string_view t) {
 
 bool valid_string_token(std::string_view t) {
   if (t.size() < 2 || t.front() != '"' || t.back() != '"') return false;
-  std::string_view inside = t.substr(1, t.size() - 2);
-  // memchr jumps between backslashes, so a prompt without escapes costs one fast scan.
-  std::size_t i = 0;
-  while (i < inside.size()) {
-    const void* hit = std::memchr(inside.data() + i, '\\', inside.size() - i);
-    if (hit == nullptr) break;
-    i = std::size_t(static_cast<const char*>(hit) - inside.data());
-    unsigned unit = 0;
-    if (!decode_escape(inside, i, unit)) return false;
+  const char* p = t.data() + 1;
+  const char* const end = t.data() + t.size() - 1;
+  while (p < end) {
+    // Escapes often come a few bytes apart (code, quoted text, CJK text sent as \uXXXX), where a
+    // memchr call costs more than it saves; look a short way by hand first. A prompt without
+    // escapes still goes through memchr at memory speed.
+    const char* near_end = end - p > 16 ? p + 16 : end;
+    while (p < near_end && *p != '\\') ++p;
+    if (p == near_end) {
+      if (p == end) return true;
+      p = static_cast<const char*>(std::memchr(p, '\\', std::size_t(end - p)));
+      if (p == nullptr) return true;
+    }
+    if (end - p < 2) return false;
+    const unsigned length = escape_length[static_cast<unsigned char>(p[1])];
+    if (length == 0) return false;
+    if (length == 6 &&
+        (end - p < 6 || !is_hex[static_cast<unsigned char>(p[2])] ||
+         !is_hex[static_cast<unsigned char>(p[3])] || !is_hex[static_cast<unsigned char>(p[4])] ||
+         !is_hex[static_cast<unsigned char>(p[5])])) {
+      return false;
+    }
+    p += length;
   }
   return true;
 }
@@ -148,9 +197,14 @@ simdjson::error_code skip_value(ondemand::value& v, int depth, const char*& end)
       }
       return container_end(v, end);
     }
-    case ondemand::json_type::string:
+    case ondemand::json_type::string: {
       if (!valid_string_token(token)) return simdjson::STRING_ERROR;
+      // Consumed here, not left to the enclosing iterator: its skip takes a string followed by
+      // ':' for an object key, so ["k":[1]}] would pass as an array of one element.
+      ondemand::raw_json_string raw;
+      if (auto ec = v.get_raw_json_string().get(raw)) return ec;
       break;
+    }
     case ondemand::json_type::number:
       if (!valid_number(token)) return simdjson::NUMBER_ERROR;
       break;
@@ -161,7 +215,8 @@ simdjson::error_code skip_value(ondemand::value& v, int depth, const char*& end)
       if (token != "null") return simdjson::N_ATOM_ERROR;
       break;
   }
-  // The scalar is left for the enclosing iterator to step over: it skips unconsumed children.
+  // Other scalars are left for the enclosing iterator to step over: it skips unconsumed children,
+  // and a number or literal followed by anything but ',' and the closing bracket is an error.
   end = token.data() + token.size();
   return simdjson::SUCCESS;
 }
@@ -202,7 +257,9 @@ namespace {
 thread_local ondemand::parser tls_parser;
 }  // namespace
 
-ondemand::parser& thread_parser() { return tls_parser; }
+ondemand::parser& thread_parser() {
+  return tls_parser;
+}
 
 void release_thread_parser_if_large() {
   if (tls_parser.capacity() > retained_parser_capacity) tls_parser = ondemand::parser{};

@@ -1,15 +1,16 @@
 #pragma once
 
-// Private to protocol/: the one-pass scan that request_splicer, prefill_result and json_error share.
-// It walks a JSON object with simdjson On-Demand, validating every nested value completely (On-Demand
-// alone only checks brackets when it skips a value), and reports each top-level member as byte
-// offsets into the caller's buffer so callers can splice instead of re-serializing.
+// Private to protocol/: the one-pass scan that request_splicer, prefill_result and json_error
+// share. It walks a JSON object with simdjson On-Demand, validating every nested value completely
+// (On-Demand alone only checks brackets when it skips a value), and reports each top-level member
+// as byte offsets into the caller's buffer so callers can splice instead of re-serializing.
 //
 // Nothing here throws: only the error_code-returning simdjson forms are used.
 
 #include <simdjson.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,7 +24,9 @@ namespace ondemand = simdjson::ondemand;
 // an assert in development builds. Kept safely below it.
 inline constexpr int max_depth = 1000;
 
-inline bool is_json_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+inline bool is_json_ws(char c) {
+  return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
 
 inline std::string_view trim_ws_end(std::string_view s) {
   while (!s.empty() && is_json_ws(s.back())) s.remove_suffix(1);
@@ -104,10 +107,10 @@ simdjson::error_code for_each_field(ondemand::value& v, int depth, const char*& 
 // How scanning a whole document as one object went.
 enum class scan_status {
   ok,
-  empty,        // nothing but whitespace
-  not_object,   // valid start of an array, string, number...
-  invalid,      // not JSON, or malformed somewhere inside
-  trailing,     // bytes after the object's closing brace
+  empty,       // nothing but whitespace
+  not_object,  // valid start of an array, string, number...
+  invalid,     // not JSON, or malformed somewhere inside
+  trailing,    // bytes after the object's closing brace
   too_deep,
 };
 
@@ -148,7 +151,8 @@ scan_status scan_object(std::string& body, simdjson::error_code& ec, OnField&& o
   if ((ec = for_each_field(obj, on_field))) {
     return ec == simdjson::DEPTH_ERROR ? scan_status::too_deep : scan_status::invalid;
   }
-  // The document has no at_end() in simdjson 3.0.1; a location past the object means trailing bytes.
+  // The document has no at_end() in simdjson 3.0.1; a location past the object means trailing
+  // bytes.
   const char* rest = nullptr;
   if (doc.current_location().get(rest) != simdjson::OUT_OF_BOUNDS) {
     ec = simdjson::TRAILING_CONTENT;

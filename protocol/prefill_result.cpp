@@ -1,5 +1,7 @@
 #include "protocol/prefill_result.hpp"
 
+#include <string_view>
+
 #include "protocol/json_scan.hpp"
 
 namespace glm::protocol {
@@ -40,13 +42,14 @@ simdjson::error_code descend(ondemand::value& value, int depth, std::string_view
   const char* end = nullptr;
   cached = 0;
   if (type != ondemand::json_type::object) return detail::skip_value(value, depth, end);
-  return detail::for_each_field(
-      value, depth, end, [&](const detail::field_view& field, ondemand::value& child) {
-        // Later duplicates win, as in Python's json; each one starts again from 0.
-        if (key_is(field.key, key)) return inner(field, child, depth + 1);
-        const char* child_end = nullptr;
-        return detail::skip_value(child, depth + 1, child_end);
-      });
+  return detail::for_each_field(value, depth, end,
+                                [&](const detail::field_view& field, ondemand::value& child) {
+                                  // Later duplicates win, as in Python's json; each one starts
+                                  // again from 0.
+                                  if (key_is(field.key, key)) return inner(field, child, depth + 1);
+                                  const char* child_end = nullptr;
+                                  return detail::skip_value(child, depth + 1, child_end);
+                                });
 }
 
 }  // namespace
@@ -54,8 +57,7 @@ simdjson::error_code descend(ondemand::value& value, int depth, std::string_view
 std::optional<std::string> prefill_result::parse(std::string& body, prefill_result& out) {
   out = prefill_result{};
   std::int64_t cached = 0;
-  auto read_cached = [&cached](const detail::field_view& field, ondemand::value& value,
-                               int depth) {
+  auto read_cached = [&cached](const detail::field_view& field, ondemand::value& value, int depth) {
     const char* end = nullptr;
     cached = 0;
     if (auto ec = detail::skip_value(value, depth, end)) return ec;

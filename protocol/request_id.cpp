@@ -12,8 +12,8 @@ std::mt19937_64& thread_generator() {
   // started together) do not share a sequence and collide on ids.
   thread_local std::mt19937_64 generator = [] {
     std::random_device device;
-    std::seed_seq seed{device(), device(), device(), device(), device(), device(), device(),
-                       device()};
+    std::seed_seq seed{device(), device(), device(), device(),
+                       device(), device(), device(), device()};
     return std::mt19937_64(seed);
   }();
   return generator;
@@ -25,7 +25,7 @@ std::string make_request_id() {
   std::mt19937_64& generator = thread_generator();
   std::uint64_t high = generator();
   std::uint64_t low = generator();
-  high = (high & ~std::uint64_t(0xf000)) | 0x4000;                 // version 4
+  high = (high & ~std::uint64_t(0xf000)) | 0x4000;                         // version 4
   low = (low & ~(std::uint64_t(0xc) << 60)) | (std::uint64_t(0x8) << 60);  // variant 10xx
 
   static constexpr char hex[] = "0123456789abcdef";

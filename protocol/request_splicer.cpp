@@ -1,5 +1,7 @@
 #include "protocol/request_splicer.hpp"
 
+#include <cstdint>
+
 #include "protocol/json_scan.hpp"
 
 namespace glm::protocol {
@@ -20,12 +22,14 @@ constexpr std::string_view max_completion_tail = R"(,"max_completion_tokens":1)"
 constexpr std::string_view kv_key = R"("kv_transfer_params":)";
 
 bool dropped_from_prefill(std::string_view key) {
-  return key_is(key, "kv_transfer_params") || key_is(key, "stream") ||
-         key_is(key, "max_tokens") || key_is(key, "min_tokens") ||
-         key_is(key, "max_completion_tokens") || key_is(key, "stream_options");
+  return key_is(key, "kv_transfer_params") || key_is(key, "stream") || key_is(key, "max_tokens") ||
+         key_is(key, "min_tokens") || key_is(key, "max_completion_tokens") ||
+         key_is(key, "stream_options");
 }
 
-bool dropped_from_decode(std::string_view key) { return key_is(key, "kv_transfer_params"); }
+bool dropped_from_decode(std::string_view key) {
+  return key_is(key, "kv_transfer_params");
+}
 
 // "{" + the kept members joined by "," + ("," if any were kept) + tail + "}", sized up front so
 // the copy of a large prompt happens once into one allocation.
@@ -56,6 +60,8 @@ std::string splice(const client_request& req, Drop drop, std::string_view tail_a
 
 }  // namespace
 
+// Keys are compared by the name they decode to, as vLLM's parser sees them: "str\u0065am" is
+// "stream". `key` itself is a plain (unescaped) ASCII name.
 const member_range* client_request::find(std::string_view key) const {
   for (auto it = members.rbegin(); it != members.rend(); ++it) {
     if (key_is(it->key, key)) return &*it;
@@ -74,8 +80,8 @@ std::optional<std::string> request_splicer::parse(std::string& body, client_requ
         // A later duplicate overrides an earlier one, as in the JSON parser vLLM uses.
         if (key_is(field.key, "stream")) {
           if (auto ec = detail::skip_value(value, 1, end)) return ec;
-          out.stream = std::string_view(field.value_begin, std::size_t(end - field.value_begin)) ==
-                       "true";
+          out.stream =
+              std::string_view(field.value_begin, std::size_t(end - field.value_begin)) == "true";
         } else if (key_is(field.key, "stream_options")) {
           out.include_usage = false;
           ondemand::json_type type;

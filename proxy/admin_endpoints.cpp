@@ -88,8 +88,8 @@ net::awaitable<admin_endpoints::response> admin_endpoints::models(bool keep_aliv
   }
   std::vector<std::string> failed;
   for (const auto& to : instances) {
-    auto answer = co_await call_backend(to, http::verb::get, "/v1/models", {},
-                                        std::chrono::seconds(3));
+    auto answer =
+        co_await call_backend(to, http::verb::get, "/v1/models", {}, std::chrono::seconds(3));
     if (answer.ok()) co_return json_response(200, std::move(answer.body), keep_alive);
     spdlog::warn("/v1/models on {} failed: {}", to.to_string(),
                  answer.ec ? answer.ec.message() : "HTTP " + std::to_string(answer.status));
@@ -134,8 +134,7 @@ admin_endpoints::response admin_endpoints::add_instances(std::string_view body, 
       R"({"message":)" +
           json_string("Instances " + python_list(queued) + " are waiting to be added.") +
           R"(,"current_prefill_instances":)" + json_list(names(active(ctx_.lb, role::prefill))) +
-          R"(,"current_decode_instances":)" + json_list(names(active(ctx_.lb, role::decode))) +
-          "}",
+          R"(,"current_decode_instances":)" + json_list(names(active(ctx_.lb, role::decode))) + "}",
       keep_alive);
 }
 
@@ -146,10 +145,10 @@ admin_endpoints::response admin_endpoints::remove_instances(std::string_view bod
   if (auto error = parse_instances(body, keep_alive, kind, addrs)) return std::move(*error);
   auto result = ctx_.lb.remove(kind, addrs);
   if (result.removed.empty()) {
-    return json_error_response(
-        404, "Instances " + python_list(addrs) + " are not " + std::string(to_string(kind)) +
-                 " instances",
-        keep_alive);
+    return json_error_response(404,
+                               "Instances " + python_list(addrs) + " are not " +
+                                   std::string(to_string(kind)) + " instances",
+                               keep_alive);
   }
   std::string message =
       "Instances " + python_list(result.removed) +

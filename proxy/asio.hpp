@@ -14,7 +14,8 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 
-// Network outcomes are values: every awaited operation yields (error_code, ...) instead of throwing.
+// Network outcomes are values: every awaited operation yields (error_code, ...) instead of
+// throwing.
 inline constexpr auto use_nothrow = net::as_tuple(net::use_awaitable);
 
 // Seconds from the command line as a timer duration.

@@ -15,8 +15,7 @@ net::awaitable<error_code> chunked_writer::write_header(http::response<http::emp
   co_return ec;
 }
 
-net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {
-  if (data.empty()) co_return error_code{};  // an empty chunk would end the body
+void chunked_writer::note_tail(std::string_view data) {
   // Only the last bytes decide whether the body now ends on a blank line.
   int newlines = 0;
   std::size_t i = data.size();
@@ -30,14 +29,38 @@ net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {
       break;
     }
   }
-  tail_ = (newlines == 2 || other_byte || i > 0) ? newlines : std::min(2, tail_ + newlines);
+  tail_ = (newlines == 2 || other_byte) ? newlines : std::min(2, tail_ + newlines);
   body_bytes_ += data.size();
-  int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", data.size());
-  std::array<net::const_buffer, 3> buffers{net::buffer(size_line_, static_cast<std::size_t>(len)),
-                                           net::buffer(data.data(), data.size()),
-                                           net::buffer("\r\n", 2)};
+}
+
+net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {
+  if (data.empty()) co_return error_code{};  // an empty chunk would end the body
+  note_tail(data);
+  gather_.clear();
+  gather_.push_back(net::buffer(data.data(), data.size()));
+  co_return co_await write_gathered(data.size());
+}
+
+net::awaitable<error_code> chunked_writer::write_chunk(
+    const std::vector<net::const_buffer>& parts) {
+  std::size_t total = 0;
+  gather_.clear();
+  for (const auto& p : parts) {
+    if (p.size() == 0) continue;
+    total += p.size();
+    note_tail({static_cast<const char*>(p.data()), p.size()});
+    gather_.push_back(p);
+  }
+  if (total == 0) co_return error_code{};  // an empty chunk would end the body
+  co_return co_await write_gathered(total);
+}
+
+net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total) {
+  int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", total);
+  gather_.insert(gather_.begin(), net::buffer(size_line_, static_cast<std::size_t>(len)));
+  gather_.push_back(net::buffer("\r\n", 2));
   client_.expires_after(timeout_);
-  auto [ec, n] = co_await net::async_write(client_, buffers, use_nothrow);
+  auto [ec, n] = co_await net::async_write(client_, gather_, use_nothrow);
   co_return ec;
 }
 

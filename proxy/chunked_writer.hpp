@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string_view>
+#include <vector>
 
 #include "proxy/asio.hpp"
 
@@ -19,6 +20,8 @@ class chunked_writer {
 
   net::awaitable<error_code> write_header(http::response<http::empty_body>& res);
   net::awaitable<error_code> write_chunk(std::string_view data);
+  // One chunk made of several pieces, sent with one gather write.
+  net::awaitable<error_code> write_chunk(const std::vector<net::const_buffer>& parts);
   net::awaitable<error_code> write_last();
 
   bool header_sent() const { return header_sent_; }
@@ -28,7 +31,12 @@ class chunked_writer {
  private:
   beast::tcp_stream& client_;
   std::chrono::steady_clock::duration timeout_;
+  void note_tail(std::string_view data);
+  // Frames gather_ (the chunk's pieces, `total` bytes) as one chunk and writes it.
+  net::awaitable<error_code> write_gathered(std::size_t total);
+
   char size_line_[24];
+  std::vector<net::const_buffer> gather_;  // reused: no allocation per chunk once warm
   bool header_sent_ = false;
   int tail_ = 2;  // trailing '\n' count of the body so far (CRs ignored), capped at 2
   std::size_t body_bytes_ = 0;

@@ -61,12 +61,11 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
   app.add_option("--workers", out.workers, "Event-loop threads sharing one balancer")
       ->check(CLI::Range(1, 256));
   app.add_option("--log-level", out.log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")
-      ->transform(CLI::IsMember({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"},
-                                CLI::ignore_case));
+      ->transform(
+          CLI::IsMember({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, CLI::ignore_case));
   app.add_option("--connect-timeout", out.connect_timeout, "Seconds per upstream connect")
       ->check(CLI::PositiveNumber);
-  app.add_option("--prefill-timeout", out.prefill_timeout,
-                 "Seconds for the whole prefill answer")
+  app.add_option("--prefill-timeout", out.prefill_timeout, "Seconds for the whole prefill answer")
       ->check(CLI::PositiveNumber);
   app.add_option("--stream-idle-timeout", out.stream_idle_timeout,
                  "Largest gap in seconds between two reads of a decoder's answer")

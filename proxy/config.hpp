@@ -26,13 +26,13 @@ struct config {
   std::string log_level = "INFO";
 
   // Limits and timeouts. A long context needs a long prefill, hence the generous defaults.
-  double connect_timeout = 10;        // seconds, per upstream connect
-  double prefill_timeout = 600;       // seconds, the whole prefill answer
-  double stream_idle_timeout = 600;   // seconds, the largest gap between decode bytes
-  double client_write_timeout = 60;   // seconds, per write to the client
-  double header_timeout = 30;         // seconds to receive a request's headers (slowloris)
-  double idle_timeout = 75;           // seconds a keep-alive client connection may sit idle
-  double drain_timeout = 30;          // seconds in-flight requests get after SIGTERM/SIGINT
+  double connect_timeout = 10;       // seconds, per upstream connect
+  double prefill_timeout = 600;      // seconds, the whole prefill answer
+  double stream_idle_timeout = 600;  // seconds, the largest gap between decode bytes
+  double client_write_timeout = 60;  // seconds, per write to the client
+  double header_timeout = 30;        // seconds to receive a request's headers (slowloris)
+  double idle_timeout = 75;          // seconds a keep-alive client connection may sit idle
+  double drain_timeout = 30;         // seconds in-flight requests get after SIGTERM/SIGINT
   std::size_t max_body_bytes = 64u << 20;
   std::size_t max_header_bytes = 64u << 10;
 

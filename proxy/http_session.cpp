@@ -15,6 +15,11 @@ http_session::http_session(proxy_context& ctx, tcp::socket socket)
     : ctx_(ctx), stream_(std::move(socket)), buffer_(ctx.cfg.max_header_bytes + 8192) {}
 
 net::awaitable<void> http_session::run() {
+  ctx_.stats.connection_opened();
+  struct count_close {
+    metrics& m;
+    ~count_close() { m.connection_closed(); }
+  } closing{ctx_.stats};
   error_code ignored;
   stream_.socket().set_option(tcp::no_delay(true), ignored);
   bool first = true;
@@ -30,18 +35,21 @@ net::awaitable<void> http_session::run() {
     auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_nothrow);
     if (ec == http::error::header_limit) {
       co_await send(json_error_response(431, "request headers are too large", false));
+      ctx_.stats.request_done("invalid", last_status_, 0);
       break;
     }
     if (ec == http::error::body_limit) {
       co_await send(json_error_response(
           413, "request body is larger than " + std::to_string(ctx_.cfg.max_body_bytes) + " bytes",
           false));
+      ctx_.stats.request_done("invalid", last_status_, 0);
       break;
     }
     if (ec) {
       if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
           ec != net::error::connection_reset && ec != net::error::eof) {
         co_await send(json_error_response(400, "malformed HTTP request: " + ec.message(), false));
+        ctx_.stats.request_done("invalid", last_status_, 0);
       }
       break;
     }
@@ -63,6 +71,7 @@ net::awaitable<void> http_session::run() {
       co_await send(json_error_response(
           413, "request body is larger than " + std::to_string(ctx_.cfg.max_body_bytes) + " bytes",
           false));
+      ctx_.stats.request_done("invalid", last_status_, 0);
       break;
     }
     if (ec) {
@@ -70,12 +79,19 @@ net::awaitable<void> http_session::run() {
           ec != net::error::connection_reset && ec != net::error::eof &&
           ec != http::error::partial_message) {
         co_await send(json_error_response(400, "malformed HTTP request: " + ec.message(), false));
+        ctx_.stats.request_done("invalid", last_status_, 0);
       }
       break;
     }
     stream_.expires_never();
     auto req = parser.release();
-    if (!co_await dispatch(req)) break;
+    auto started = std::chrono::steady_clock::now();
+    bool keep = co_await dispatch(req);
+    std::string_view target = req.target();
+    ctx_.stats.request_done(
+        metrics_endpoint(target.substr(0, target.find('?'))), last_status_,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (!keep) break;
   }
   co_await linger();
 }
@@ -109,7 +125,9 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
       co_return co_await send(std::move(res)) && keep_alive;
     }
     pd_request pd(ctx_, stream_, req, path);
-    co_return co_await pd.run();
+    bool keep = co_await pd.run();
+    last_status_ = pd.status();
+    co_return keep;
   }
   if (path == "/healthcheck") {
     if (req.method() != http::verb::get) {
@@ -118,6 +136,20 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
       co_return co_await send(std::move(res)) && keep_alive;
     }
     co_return co_await send(json_response(200, healthcheck_body(), keep_alive)) && keep_alive;
+  }
+  if (path == "/metrics") {
+    if (req.method() != http::verb::get) {
+      auto res = json_error_response(405, "method not allowed; use GET", keep_alive);
+      res.set(http::field::allow, "GET");
+      co_return co_await send(std::move(res)) && keep_alive;
+    }
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.set(http::field::server, "glm-proxy");
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.keep_alive(keep_alive);
+    res.body() = ctx_.stats.serialize(ctx_.lb);
+    res.prepare_payload();
+    co_return co_await send(std::move(res)) && keep_alive;
   }
   if (path == "/v1/models" || path == "/reset_prefix_cache" || path == "/instances/add" ||
       path == "/instances/remove") {
@@ -141,20 +173,31 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
     }
     co_return co_await send(std::move(res)) && keep_alive;
   }
-  co_return co_await send(json_error_response(404, "no such endpoint: " + std::string(path),
-                                              keep_alive)) &&
+  co_return co_await send(
+      json_error_response(404, "no such endpoint: " + std::string(path), keep_alive)) &&
       keep_alive;
 }
 
 std::string http_session::healthcheck_body() const {
   using balancer::role;
   return R"({"status":"ok","prefill_instances":)" +
-         std::to_string(ctx_.lb.active_count(role::prefill)) +
-         R"(,"decode_instances":)" + std::to_string(ctx_.lb.active_count(role::decode)) +
-         R"(,"request_num":)" + std::to_string(ctx_.lb.request_num()) + "}";
+         std::to_string(ctx_.lb.active_count(role::prefill)) + R"(,"decode_instances":)" +
+         std::to_string(ctx_.lb.active_count(role::decode)) + R"(,"request_num":)" +
+         std::to_string(ctx_.lb.request_num()) + "}";
+}
+
+std::string_view http_session::metrics_endpoint(std::string_view path) {
+  // Known endpoints only: a label per unknown path would let clients grow the metrics unbounded.
+  for (std::string_view known :
+       {"/v1/completions", "/v1/chat/completions", "/healthcheck", "/metrics", "/v1/models",
+        "/reset_prefix_cache", "/instances/add", "/instances/remove"}) {
+    if (path == known) return known;
+  }
+  return "other";
 }
 
 net::awaitable<bool> http_session::send(http::response<http::string_body> res) {
+  last_status_ = res.result_int();
   stream_.expires_after(seconds(ctx_.cfg.client_write_timeout));
   auto [ec, n] = co_await http::async_write(stream_, res, use_nothrow);
   co_return !ec;

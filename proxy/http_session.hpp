@@ -27,9 +27,11 @@ class http_session {
   net::awaitable<bool> send(http::response<http::string_body> res);
   net::awaitable<void> linger();
   std::string healthcheck_body() const;
+  static std::string_view metrics_endpoint(std::string_view path);
 
   proxy_context& ctx_;
   beast::tcp_stream stream_;
+  unsigned last_status_ = 0;  // the status of the last answer written
   beast::flat_buffer buffer_;
 };
 

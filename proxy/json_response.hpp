@@ -8,8 +8,7 @@
 namespace glm::proxy {
 
 // A complete JSON answer with Content-Length, ready for http::async_write.
-http::response<http::string_body> json_response(unsigned status, std::string body,
-                                                bool keep_alive);
+http::response<http::string_body> json_response(unsigned status, std::string body, bool keep_alive);
 
 // An error answer in vLLM's shape: {"error":{"message":...,"type":...,"param":null,"code":...}}.
 http::response<http::string_body> json_error_response(unsigned status, std::string_view message,

@@ -16,8 +16,8 @@ std::vector<std::unique_ptr<net::io_context>> make_workers(int n) {
 balancer::balancer::options balancer_options(const config& cfg) {
   balancer::balancer::options o;
   o.max_waiting_retries = cfg.max_waiting_retries;
-  o.waiting_retry_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
-      seconds(cfg.waiting_retry_interval));
+  o.waiting_retry_interval =
+      std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.waiting_retry_interval));
   return o;
 }
 
@@ -26,7 +26,7 @@ balancer::balancer::options balancer_options(const config& cfg) {
 server::server(const config& cfg)
     : cfg_(cfg),
       lb_(cfg.prefillers, cfg.decoders, balancer_options(cfg)),
-      ctx_{cfg_, lb_},
+      ctx_{cfg_, lb_, metrics_},
       workers_(make_workers(cfg.workers)),
       acceptor_(*workers_[0]),
       prober_(ctx_) {

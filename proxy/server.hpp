@@ -35,6 +35,7 @@ class server {
 
   const config& cfg_;
   balancer::balancer lb_;
+  metrics metrics_;
   proxy_context ctx_;
   std::vector<std::unique_ptr<net::io_context>> workers_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;

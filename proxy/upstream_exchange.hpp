@@ -27,8 +27,7 @@ class upstream_exchange {
   using request = http::request<http::span_body<const char>>;
 
   // Sends a request; the connection stays open for the answer.
-  net::awaitable<error_code> send(request& req,
-                                  std::chrono::steady_clock::duration timeout);
+  net::awaitable<error_code> send(request& req, std::chrono::steady_clock::duration timeout);
 
   // Reads the answer's status line and headers. Body bytes read with them stay buffered.
   net::awaitable<error_code> read_header(std::chrono::steady_clock::duration timeout);

@@ -53,10 +53,11 @@ std::string completion_bodies::prefill(std::int64_t prompt_tokens, bool with_kv)
   return out;
 }
 
-std::string completion_bodies::full(std::int64_t prompt_tokens, std::int64_t tokens,
-                                    std::int64_t cached_tokens) const {
+std::string completion_bodies::full(std::int64_t prompt_tokens, std::int64_t first,
+                                    std::int64_t tokens, std::int64_t cached_tokens,
+                                    bool recomputed) const {
   std::string text;
-  for (std::int64_t i = 0; i < tokens; ++i) text += " tok" + std::to_string(i);
+  for (std::int64_t i = first; i < first + tokens; ++i) text += " tok" + std::to_string(i);
   std::string out;
   append_head(out, chat_ ? "chat.completion" : "text_completion");
   if (chat_) {
@@ -68,7 +69,9 @@ std::string completion_bodies::full(std::int64_t prompt_tokens, std::int64_t tok
     json_text::append_quoted(out, text);
     out += ',';
   }
-  out += "\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}],";
+  out += recomputed
+             ? "\"logprobs\":null,\"finish_reason\":\"stop\",\"stop_reason\":\"recomputed\"}],"
+             : "\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}],";
   append_usage(out, prompt_tokens, tokens, cached_tokens, false);
   out += '}';
   return out;
@@ -92,6 +95,16 @@ std::string completion_bodies::token_event(std::int64_t index, bool last) const 
   return out;
 }
 
+std::string completion_bodies::recomputed_event() const {
+  std::string out = "data: ";
+  append_head(out, chat_ ? "chat.completion.chunk" : "text_completion");
+  out += chat_ ? ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,"
+                 "\"finish_reason\":\"stop\",\"stop_reason\":\"recomputed\"}]}\n\n"
+               : ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,"
+                 "\"finish_reason\":\"stop\",\"stop_reason\":\"recomputed\"}]}\n\n";
+  return out;
+}
+
 std::string completion_bodies::usage_event(std::int64_t prompt_tokens, std::int64_t tokens,
                                            std::int64_t cached_tokens) const {
   std::string out = "data: ";
@@ -104,13 +117,20 @@ std::string completion_bodies::usage_event(std::int64_t prompt_tokens, std::int6
 
 std::string_view completion_bodies::error_type(int status) {
   switch (status) {
-    case 400: return "BadRequestError";
-    case 404: return "NotFoundError";
-    case 405: return "MethodNotAllowed";
-    case 413: return "RequestEntityTooLarge";
-    case 503: return "ServiceUnavailableError";
-    case 504: return "GatewayTimeout";
-    default: return status < 500 ? "BadRequestError" : "InternalServerError";
+    case 400:
+      return "BadRequestError";
+    case 404:
+      return "NotFoundError";
+    case 405:
+      return "MethodNotAllowed";
+    case 413:
+      return "RequestEntityTooLarge";
+    case 503:
+      return "ServiceUnavailableError";
+    case 504:
+      return "GatewayTimeout";
+    default:
+      return status < 500 ? "BadRequestError" : "InternalServerError";
   }
 }
 

@@ -19,12 +19,16 @@ class completion_bodies {
   // point back at this instance.
   std::string prefill(std::int64_t prompt_tokens, bool with_kv) const;
 
-  // A whole non-stream answer of `tokens` tokens.
-  std::string full(std::int64_t prompt_tokens, std::int64_t tokens,
-                   std::int64_t cached_tokens) const;
+  // A whole non-stream answer of `tokens` tokens numbered from `first`. `recomputed`: the answer of
+  // a preempted request, finish_reason "stop" and stop_reason "recomputed".
+  std::string full(std::int64_t prompt_tokens, std::int64_t first, std::int64_t tokens,
+                   std::int64_t cached_tokens, bool recomputed = false) const;
 
   // SSE events, each "data: <json>\n\n".
   std::string token_event(std::int64_t index, bool last) const;
+  // The chunk that ends a preempted stream: empty text (chat: empty delta), finish_reason "stop",
+  // stop_reason "recomputed".
+  std::string recomputed_event() const;
   std::string usage_event(std::int64_t prompt_tokens, std::int64_t tokens,
                           std::int64_t cached_tokens) const;
   static constexpr std::string_view done_event = "data: [DONE]\n\n";

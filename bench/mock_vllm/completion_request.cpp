@@ -12,25 +12,43 @@ namespace od = simdjson::ondemand;
 // Far beyond any max_model_len: a typo must not make the mock build a gigabyte of text.
 constexpr std::int64_t max_generated_tokens = 1'000'000;
 
-std::int64_t count_words(std::string_view s) {
+// Whitespace-separated words of a prompt. Tallies in one pass (a prompt can be MiBs) both all
+// words and those of the form "tok<digits>", the tokens this mock generates.
+struct word_count {
   std::int64_t words = 0;
-  bool in_word = false;
-  for (const char c : s) {
-    const bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-    if (!space && !in_word) ++words;
-    in_word = !space;
+  std::int64_t tok_words = 0;
+
+  void add(std::string_view s) {
+    constexpr std::string_view tok = "tok";
+    std::size_t start = 0;
+    bool in_word = false;
+    for (std::size_t i = 0; i <= s.size(); ++i) {
+      const char c = i < s.size() ? s[i] : ' ';
+      const bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+      if (!space && !in_word) {
+        ++words;
+        start = i;
+      }
+      if (space && in_word) {
+        const std::string_view word = s.substr(start, i - start);
+        if (word.size() > tok.size() && word.starts_with(tok) &&
+            word.find_first_not_of("0123456789", tok.size()) == std::string_view::npos) {
+          ++tok_words;
+        }
+      }
+      in_word = !space;
+    }
   }
-  return words;
-}
+};
 
 // A prompt is a string, a list of strings, a list of token ids, or a list of token-id lists.
-simdjson::error_code count_prompt(od::value prompt, std::int64_t& words) {
+simdjson::error_code count_prompt(od::value prompt, word_count& words) {
   od::json_type type;
   if (auto ec = prompt.type().get(type)) return ec;
   if (type == od::json_type::string) {
     std::string_view s;
     if (auto ec = prompt.get_string().get(s)) return ec;
-    words += count_words(s);
+    words.add(s);
     return simdjson::SUCCESS;
   }
   if (type != od::json_type::array) return simdjson::SUCCESS;
@@ -45,42 +63,54 @@ simdjson::error_code count_prompt(od::value prompt, std::int64_t& words) {
     } else if (type == od::json_type::array) {
       size_t n = 0;
       if (auto ec = item.count_elements().get(n)) return ec;
-      words += static_cast<std::int64_t>(n);
+      words.words += static_cast<std::int64_t>(n);
     } else {
-      ++words;  // a token id
+      ++words.words;  // a token id
     }
   }
   return simdjson::SUCCESS;
 }
 
 // Message content is a string or a list of parts; only {"type":"text","text":...} parts count.
-simdjson::error_code count_messages(od::value messages, std::int64_t& words) {
+// Every message counts towards `words`; only the last "user" message towards `last_user_tok_words`,
+// since that is where a recomputing proxy appends the generated text.
+simdjson::error_code count_messages(od::value messages, std::int64_t& words,
+                                    std::int64_t& last_user_tok_words) {
   od::array list;
   if (messages.get_array().get(list)) return simdjson::SUCCESS;
   for (auto message_result : list) {
     od::object message;
     if (message_result.get_object().get(message)) continue;
+    word_count content;
+    bool user = false;  // "role" may come before or after "content"
     for (auto field_result : message) {
       od::field field;
       if (auto ec = std::move(field_result).get(field)) return ec;
       std::string_view key;
       if (auto ec = field.unescaped_key().get(key)) return ec;
+      if (key == "role") {
+        std::string_view role;
+        user = field.value().get_string().get(role) == simdjson::SUCCESS && role == "user";
+        continue;
+      }
       if (key != "content") continue;
       od::json_type type;
       if (auto ec = field.value().type().get(type)) return ec;
       if (type == od::json_type::string) {
         std::string_view s;
         if (auto ec = field.value().get_string().get(s)) return ec;
-        words += count_words(s);
+        content.add(s);
       } else if (type == od::json_type::array) {
         od::array parts;
         if (auto ec = field.value().get_array().get(parts)) return ec;
         for (auto part : parts) {
           std::string_view text;
-          if (part["text"].get_string().get(text) == simdjson::SUCCESS) words += count_words(text);
+          if (part["text"].get_string().get(text) == simdjson::SUCCESS) content.add(text);
         }
       }
     }
+    words += content.words;
+    if (user) last_user_tok_words = content.tok_words;
   }
   return simdjson::SUCCESS;
 }
@@ -123,12 +153,14 @@ std::optional<completion_request> completion_request::parse(std::string_view bod
   out.chat = chat;
   std::optional<std::int64_t> max_tokens;
   std::optional<std::int64_t> max_completion_tokens;
-  std::int64_t words = 0;
+  word_count prompt_words;  // completions
+  std::int64_t chat_words = 0;
+  std::int64_t chat_tok_words = 0;
 
   od::document doc;
   od::object object;
   if (parser.iterate(padded).get(doc) || doc.get_object().get(object)) {
-    error = "The request body must be a JSON object";
+    error = "The request body is not valid JSON or not a JSON object";
     return std::nullopt;
   }
   auto read_limit = [&](od::value v, std::optional<std::int64_t>& limit) {
@@ -153,7 +185,8 @@ std::optional<completion_request> completion_request::parse(std::string_view bod
         for (auto option_result : options) {
           od::field option;
           std::string_view option_key;
-          if ((ec = std::move(option_result).get(option)) || (ec = option.unescaped_key().get(option_key))) {
+          if ((ec = std::move(option_result).get(option)) ||
+              (ec = option.unescaped_key().get(option_key))) {
             break;
           }
           if (option_key == "include_usage") out.include_usage = read_bool(option.value());
@@ -164,9 +197,9 @@ std::optional<completion_request> completion_request::parse(std::string_view bod
     } else if (key == "max_completion_tokens") {
       read_limit(field.value(), max_completion_tokens);
     } else if (key == "prompt" && !chat) {
-      ec = count_prompt(field.value(), words);
+      ec = count_prompt(field.value(), prompt_words);
     } else if (key == "messages" && chat) {
-      ec = count_messages(field.value(), words);
+      ec = count_messages(field.value(), chat_words, chat_tok_words);
     } else if (key == "mock_fault") {
       std::string_view fault;
       if (field.value().get_string().get(fault) == simdjson::SUCCESS) out.fault = fault;
@@ -184,7 +217,9 @@ std::optional<completion_request> completion_request::parse(std::string_view bod
             std::to_string(out.max_tokens);
     return std::nullopt;
   }
+  const std::int64_t words = chat ? chat_words : prompt_words.words;
   out.prompt_tokens = words < 1 ? 1 : words;
+  out.tok_words = chat ? chat_tok_words : prompt_words.tok_words;
   return out;
 }
 

@@ -23,6 +23,10 @@ struct completion_request {
   std::int64_t max_tokens = 16;
   std::int64_t prompt_tokens = 1;  // whitespace-separated words, at least 1
   std::string fault;               // "mock_fault", empty if absent
+  // Words of the form "tok<digits>" in the prompt (chat: in the last user message's content). A
+  // proxy that re-prefills after a recompute appends the text generated so far, " tok0 tok1 ...",
+  // so under mock_fault "recompute" this is how many tokens the preempted decode already produced.
+  std::int64_t tok_words = 0;
 
   // Parses `body` with simdjson On-Demand. On a body that is not a JSON object, or a member of an
   // impossible value, returns nullopt and sets `error` to a message for a 400 answer.

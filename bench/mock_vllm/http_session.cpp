@@ -122,8 +122,7 @@ net::awaitable<http_session::read_result> http_session::read_request(request_par
   if (ec) co_return classify(ec);
 
   // curl sends "Expect: 100-continue" before bodies over 1 MiB and waits a second for this.
-  if (!parser.is_done() &&
-      beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+  if (!parser.is_done() && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
     static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
     std::tie(ec, std::ignore) = co_await net::async_write(socket_, net::buffer(go_on), use_tuple);
     if (ec) co_return read_result::closed;
@@ -151,22 +150,26 @@ net::awaitable<http_session::next> http_session::dispatch(request& req) {
   const bool keep_alive = req.keep_alive();
   const http::verb method = req.method();
   if (path == "/v1/completions" || path == "/v1/chat/completions") {
-    if (method != http::verb::post) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    if (method != http::verb::post)
+      co_return co_await write_error(405, "Method Not Allowed", keep_alive);
     co_return co_await answer_completion(req, recorded->body, path == "/v1/chat/completions");
   }
   if (path == "/v1/models") {
-    if (method != http::verb::get) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    if (method != http::verb::get)
+      co_return co_await write_error(405, "Method Not Allowed", keep_alive);
     std::string body = "{\"object\":\"list\",\"data\":[{\"id\":";
     json_text::append_quoted(body, config_.model);
     body += ",\"object\":\"model\",\"owned_by\":\"vllm\",\"max_model_len\":32768}]}";
     co_return co_await write_response(200, "application/json", std::move(body), keep_alive);
   }
   if (path == "/health") {
-    if (method != http::verb::get) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    if (method != http::verb::get)
+      co_return co_await write_error(405, "Method Not Allowed", keep_alive);
     co_return co_await write_response(200, "", "", keep_alive);
   }
   if (path == "/reset_prefix_cache") {
-    if (method != http::verb::post) co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    if (method != http::verb::post)
+      co_return co_await write_error(405, "Method Not Allowed", keep_alive);
     co_return co_await write_response(200, "", "", keep_alive);
   }
   co_return co_await write_error(404, "Not Found", keep_alive);
@@ -228,8 +231,9 @@ net::awaitable<http_session::next> http_session::answer_prefill(const completion
                                     keep_alive);
 }
 
-net::awaitable<http_session::next> http_session::answer_generation(
-    const completion_request& parsed, const completion_bodies& bodies, bool keep_alive) {
+net::awaitable<http_session::next> http_session::answer_generation(const completion_request& parsed,
+                                                                   const completion_bodies& bodies,
+                                                                   bool keep_alive) {
   const std::string_view fault = parsed.fault;
   if (fault == "decode_error") {
     co_return co_await write_error(400, "This model's maximum context length is 32 tokens.",
@@ -241,16 +245,18 @@ net::awaitable<http_session::next> http_session::answer_generation(
   }
   if (parsed.stream) co_return co_await answer_stream(parsed, bodies, keep_alive);
 
-  // Non-stream faults: decode_hang never answers; decode_cut closes without an answer halfway.
+  // Non-stream faults: decode_hang never answers; decode_cut closes without an answer halfway;
+  // recompute answers half the tokens as a preempted request.
   if (fault == "decode_hang") co_return co_await hang();
-  const std::int64_t tokens = fault == "decode_cut" ? parsed.max_tokens / 2 : parsed.max_tokens;
-  if (!co_await sleep_watched(config_.token_interval * tokens)) co_return next::close;
+  const generation plan = plan_generation(parsed);
+  if (!co_await sleep_watched(config_.token_interval * plan.tokens)) co_return next::close;
   if (fault == "decode_cut") co_return next::close;
   // A decoder counts the transferred KV cache as cached: the figure the proxy must overwrite.
   const std::int64_t cached =
       parsed.role == request_role::decode ? parsed.prompt_tokens : config_.cached_tokens;
   co_return co_await write_response(
-      200, "application/json", bodies.full(parsed.prompt_tokens, parsed.max_tokens, cached),
+      200, "application/json",
+      bodies.full(parsed.prompt_tokens, plan.first, plan.tokens, cached, plan.preempted),
       keep_alive);
 }
 
@@ -285,21 +291,31 @@ net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
                                                const completion_bodies& bodies, stream_end& end) {
   const std::string_view fault = parsed.fault;
   const std::int64_t n = parsed.max_tokens;
-  std::int64_t tokens = n;
-  if (fault == "decode_cut") tokens = n / 2;
-  if (fault == "decode_hang") tokens = std::min<std::int64_t>(n, 1);
+  const generation plan = plan_generation(parsed);
 
   net::steady_timer timer(co_await net::this_coro::executor);
-  for (std::int64_t i = 0; i < tokens; ++i) {
+  for (std::int64_t i = 0; i < plan.tokens; ++i) {
     if (config_.token_interval.count() > 0) {
       timer.expires_after(config_.token_interval);
       auto [ec] = co_await timer.async_wait(use_tuple);
       if (ec) co_return;  // cancelled: the peer left and watch_peer() won
     }
-    if (!co_await write_chunk(bodies.token_event(i, i + 1 == n))) {
+    // A preempted stream's last token is not the last: finish_reason stays null.
+    const bool last = !plan.preempted && i + 1 == n;
+    if (!co_await write_chunk(bodies.token_event(plan.first + i, last))) {
       end = stream_end::write_failed;
       co_return;
     }
+  }
+  if (plan.preempted) {
+    // As vLLM's recompute scheduler ends it: the recomputed chunk, then [DONE], no usage.
+    if (!co_await write_chunk(bodies.recomputed_event()) ||
+        !co_await write_chunk(completion_bodies::done_event)) {
+      end = stream_end::write_failed;
+      co_return;
+    }
+    co_await write_last_chunk(end);
+    co_return;
   }
   if (fault == "decode_hang") {
     co_await sleep_forever();  // until watch_peer() sees the peer leave and cancels this
@@ -322,9 +338,27 @@ net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
     end = stream_end::write_failed;
     co_return;
   }
+  co_await write_last_chunk(end);
+}
+
+net::awaitable<void> http_session::write_last_chunk(stream_end& end) {
   static constexpr std::string_view last_chunk = "0\r\n\r\n";
   auto [ec, written] = co_await net::async_write(socket_, net::buffer(last_chunk), use_tuple);
   if (ec) end = stream_end::write_failed;
+}
+
+http_session::generation http_session::plan_generation(const completion_request& parsed) {
+  const std::string_view fault = parsed.fault;
+  const std::int64_t n = parsed.max_tokens;
+  if (fault == "decode_cut") return {0, n / 2, false};
+  if (fault == "decode_hang") return {0, std::min<std::int64_t>(n, 1), false};
+  if (fault == "recompute") {
+    // No generated tokens in the prompt yet: this is the first decode, which gets preempted
+    // halfway. Otherwise it is the proxy's re-prefilled continuation and carries on the numbering.
+    if (parsed.tok_words == 0) return {0, std::max<std::int64_t>(1, n / 2), true};
+    return {parsed.tok_words, n, false};
+  }
+  return {0, n, false};
 }
 
 net::awaitable<bool> http_session::write_chunk(std::string_view data) {
@@ -338,8 +372,7 @@ net::awaitable<bool> http_session::write_chunk(std::string_view data) {
 
 net::awaitable<http_session::next> http_session::write_response(unsigned status,
                                                                 std::string_view content_type,
-                                                                std::string body,
-                                                                bool keep_alive) {
+                                                                std::string body, bool keep_alive) {
   http::response<http::string_body> res;
   res.version(11);
   res.result(status);
@@ -390,8 +423,7 @@ net::awaitable<http_session::next> http_session::hang() {
 }
 
 net::awaitable<void> http_session::sleep_forever() {
-  net::steady_timer timer(co_await net::this_coro::executor,
-                          net::steady_timer::time_point::max());
+  net::steady_timer timer(co_await net::this_coro::executor, net::steady_timer::time_point::max());
   co_await timer.async_wait(use_tuple);
 }
 

@@ -41,6 +41,15 @@ class http_session {
   // How the token-emitting half of a stream ended.
   enum class stream_end { complete, cut, write_failed };
 
+  // The tokens a generation emits: " tok<first>" onwards, `tokens` of them; `preempted` ends it
+  // with a "recomputed" stop instead of finish_reason "length".
+  struct generation {
+    std::int64_t first = 0;
+    std::int64_t tokens = 0;
+    bool preempted = false;
+  };
+  static generation plan_generation(const completion_request& parsed);
+
   http_session(boost::asio::ip::tcp::socket socket, const mock_config& config, mock_state& state);
 
   boost::asio::awaitable<void> run();
@@ -65,6 +74,8 @@ class http_session {
                                            bool keep_alive);
   // One HTTP chunk; false if the peer is gone.
   boost::asio::awaitable<bool> write_chunk(std::string_view data);
+  // The zero-length chunk that ends a chunked body; sets `end` if the write fails.
+  boost::asio::awaitable<void> write_last_chunk(stream_end& end);
 
   // Sleeps `delay` while watching the peer; false if the peer left first (already counted).
   boost::asio::awaitable<bool> sleep_watched(std::chrono::milliseconds delay);

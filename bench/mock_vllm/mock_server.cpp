@@ -83,8 +83,7 @@ net::awaitable<void> mock_server::accept_loop() {
     // Each SSE event is a small write that must leave at once, not wait for Nagle.
     socket.set_option(tcp::no_delay(true), ec);
     const auto executor = socket.get_executor();
-    net::co_spawn(executor, http_session::serve(std::move(socket), config_, state_),
-                  net::detached);
+    net::co_spawn(executor, http_session::serve(std::move(socket), config_, state_), net::detached);
   }
 }
 

@@ -22,9 +22,15 @@ std::shared_ptr<const recorded_request> mock_state::record(recorded_request requ
 
 void mock_state::count_role(request_role role) {
   switch (role) {
-    case request_role::prefill: ++prefill_; break;
-    case request_role::decode: ++decode_; break;
-    case request_role::plain: ++plain_; break;
+    case request_role::prefill:
+      ++prefill_;
+      break;
+    case request_role::decode:
+      ++decode_;
+      break;
+    case request_role::plain:
+      ++plain_;
+      break;
   }
 }
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -128,13 +129,14 @@ def clean_env(extra=None, drop=("OPENAI_API_KEY",)):
 
 
 def start_mock(*role_args, name="mock-vllm", prefill_delay_ms=None, token_interval_ms=None,
-               cached_tokens=None, engine_id=None, extra_args=()):
-    """Starts mock-vllm on 127.0.0.1, port 0; returns the Process with .port set.
+               cached_tokens=None, engine_id=None, extra_args=(), host="127.0.0.1"):
+    """Starts mock-vllm on `host` (127.0.0.1 unless given), port 0; returns the Process with
+    .port set.
 
     role_args are passed through verbatim (e.g. "--prefill-delay-ms", "200"); the keyword
     arguments are a convenience for the common flags.
     """
-    argv = [MOCK_VLLM_BIN, "--host", "127.0.0.1", "--port", "0"]
+    argv = [MOCK_VLLM_BIN, "--host", host, "--port", "0"]
     argv += [str(a) for a in role_args]
     if prefill_delay_ms is not None:
         argv += ["--prefill-delay-ms", str(prefill_delay_ms)]
@@ -148,9 +150,9 @@ def start_mock(*role_args, name="mock-vllm", prefill_delay_ms=None, token_interv
     p = Process(name, argv, env=clean_env())
     try:
         p.wait_listening()
-    except Exception:
+    except Exception:  # the error message carries the log
         p.stop()
-        p.close_log(remove=False)
+        p.close_log()
         raise
     return p
 
@@ -176,11 +178,60 @@ def start_proxy(prefill_ports, decode_ports, extra_args=(), env=None, name="glm-
     p = Process(name, proxy_argv(prefill_ports, decode_ports, extra_args), env=clean_env(env))
     try:
         p.wait_listening()
-    except Exception:
+    except Exception:  # the error message carries the log
         p.stop()
-        p.close_log(remove=False)
+        p.close_log()
         raise
     return p
+
+
+def start_proxy_args(args, env=None, name="glm-proxy"):
+    """Starts glm-proxy on 127.0.0.1, port 0, with exactly the given further arguments (backend
+    lists included, e.g. hosts that are not 127.0.0.1); returns the Process."""
+    argv = [GLM_PROXY_BIN, "--host", "127.0.0.1", "--port", "0"] + [str(a) for a in args]
+    p = Process(name, argv, env=clean_env(env))
+    try:
+        p.wait_listening()
+    except Exception:  # the error message carries the log
+        p.stop()
+        p.close_log()
+        raise
+    return p
+
+
+def closed_ports(n=1):
+    """n distinct loopback TCP ports nothing listens on (bound together, then released:
+    connections to them are refused)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def closed_port():
+    return closed_ports(1)[0]
+
+
+def ipv6_loopback_available():
+    if not socket.has_ipv6:
+        return False
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def run_proxy(args, timeout=10.0, env=None):
@@ -223,6 +274,8 @@ class Cluster:
                                      env=self.proxy_env)
         except Exception:
             self.stop()
+            print(self.logs(), file=sys.stderr)
+            self.close_logs()
             raise
         return self
 
@@ -397,8 +450,8 @@ def post_json(port, path, obj, headers=None, timeout=HTTP_TIMEOUT):
     return request(port, "POST", path, obj if obj is not None else b"", headers, timeout)
 
 
-def get(port, path, timeout=HTTP_TIMEOUT):
-    return request(port, "GET", path, None, None, timeout)
+def get(port, path, timeout=HTTP_TIMEOUT, host="127.0.0.1"):
+    return request(port, "GET", path, None, None, timeout, host=host)
 
 
 def parse_sse(data):
@@ -458,9 +511,9 @@ def healthcheck(port):
     return json.loads(body)
 
 
-def mock_requests(port):
+def mock_requests(port, host="127.0.0.1"):
     """GET /mock/requests -> [{"method","target","headers":{lowercase},"body":str}, ...]."""
-    status, _, body = get(port, "/mock/requests")
+    status, _, body = get(port, "/mock/requests", host=host)
     if status != 200:
         raise AssertionError(f"/mock/requests answered {status}: {body!r}")
     return json.loads(body)
@@ -472,8 +525,8 @@ def mock_reset(port):
         raise AssertionError(f"/mock/reset answered {status}: {body!r}")
 
 
-def mock_stats(port):
-    status, _, body = get(port, "/mock/stats")
+def mock_stats(port, host="127.0.0.1"):
+    status, _, body = get(port, "/mock/stats", host=host)
     if status != 200:
         raise AssertionError(f"/mock/stats answered {status}: {body!r}")
     return json.loads(body)
@@ -550,3 +603,159 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message="condition not me
                 detail += f"; last error: {last_error!r}"
             raise AssertionError(f"{message} within {timeout} s{detail}")
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------
+# A scripted HTTP backend, for answers mock-vllm cannot give (odd SSE framing, text errors)
+
+
+class FakeResponse:
+    """What a FakeServer answers: `pieces` are sent as one HTTP chunk each (chunked=True) with
+    `delay` seconds between them, or concatenated with a Content-Length (chunked=False)."""
+
+    def __init__(self, status=200, content_type="text/event-stream; charset=utf-8", pieces=(),
+                 chunked=True, delay=0.0):
+        self.status = status
+        self.content_type = content_type
+        self.pieces = [_encode(p) for p in pieces]
+        self.chunked = chunked
+        self.delay = delay
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
+            502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+class FakeServer:
+    """A tiny threaded HTTP/1.1 server on 127.0.0.1, port 0.
+
+    handler(record) -> FakeResponse, where record is {"method","target","headers":{lowercase},
+    "body": bytes}; every request is appended to .requests first. Each response carries
+    "Connection: close" and the connection is closed after it. TCP_NODELAY is set so that each
+    chunk leaves in its own segment.
+    """
+
+    def __init__(self, handler, host="127.0.0.1"):
+        self.handler = handler
+        self.requests = []
+        self.errors = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, 0))
+        self._sock.listen(128)
+        self.port = self._sock.getsockname()[1]
+        self._closing = False
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._closing = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def recorded(self, method=None, path=None):
+        with self._lock:
+            out = list(self.requests)
+        return [r for r in out if (method is None or r["method"] == method)
+                and (path is None or r["target"].split("?", 1)[0] == path)]
+
+    def _accept_loop(self):
+        while not self._closing:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_request(conn):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            buf += data
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                while b"\r\n" not in rest:
+                    data = conn.recv(65536)
+                    if not data:
+                        return None
+                    rest += data
+                size_line, rest = rest.split(b"\r\n", 1)
+                size = int(size_line.split(b";")[0], 16)
+                while len(rest) < size + 2:
+                    data = conn.recv(65536)
+                    if not data:
+                        return None
+                    rest += data
+                body += rest[:size]
+                rest = rest[size + 2:]
+                if size == 0:
+                    break
+        else:
+            length = int(headers.get("content-length", "0") or 0)
+            while len(rest) < length:
+                data = conn.recv(65536)
+                if not data:
+                    return None
+                rest += data
+            body = rest[:length]
+        return {"method": method, "target": target, "headers": headers, "body": body}
+
+    def _serve(self, conn):
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(HTTP_TIMEOUT)
+            record = self._read_request(conn)
+            if record is None:
+                return
+            with self._lock:
+                self.requests.append(record)
+            res = self.handler(record)
+            head = [f"HTTP/1.1 {res.status} {_REASONS.get(res.status, 'Status')}",
+                    f"Content-Type: {res.content_type}", "Connection: close"]
+            if res.chunked:
+                head.append("Transfer-Encoding: chunked")
+                conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+                for piece in res.pieces:
+                    if not piece:
+                        continue
+                    conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    if res.delay:
+                        time.sleep(res.delay)
+                conn.sendall(b"0\r\n\r\n")
+            else:
+                body = b"".join(res.pieces)
+                head.append(f"Content-Length: {len(body)}")
+                conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            # Let the peer read everything before the close.
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(2)
+            while conn.recv(65536):
+                pass
+        except Exception as e:  # noqa: BLE001 - the peer may leave at any time
+            with self._lock:
+                self.errors.append(repr(e))
+        finally:
+            conn.close()

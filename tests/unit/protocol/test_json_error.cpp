@@ -84,7 +84,8 @@ TEST_CASE("wrap_upstream passes JSON objects and wraps everything else", "[json_
         R"("type":"BadRequestError","param":null,"code":400})";
     CHECK(json_error::wrap_upstream(body, 400) == body);
     CHECK(json_error::wrap_upstream(" \n" + body + "\n", 400) == " \n" + body + "\n");
-    CHECK(json_error::wrap_upstream(R"({"detail":"Not Found"})", 404) == R"({"detail":"Not Found"})");
+    CHECK(json_error::wrap_upstream(R"({"detail":"Not Found"})", 404) ==
+          R"({"detail":"Not Found"})");
   }
   SECTION("plain text is wrapped, trimmed") {
     CHECK(json_error::wrap_upstream("Internal Server Error\n", 500) ==

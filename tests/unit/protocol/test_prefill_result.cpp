@@ -48,8 +48,9 @@ TEST_CASE("kv_transfer_params is copied verbatim", "[prefill_result]") {
         R"({"do_remote_prefill": true, "do_remote_decode": false, "remote_block_ids": [1, 2, 3],)"
         R"( "remote_engine_id": "9c1f-engine", "remote_request_id": "cmpl-abc-0",)"
         R"( "remote_host": "10.0.0.2", "remote_port": 5600, "tp_size": 4})";
-    prefill_result r = parse_ok(R"({"kv_transfer_params": )" + kv +
-                                R"( , "usage": {"prompt_tokens_details": {"cached_tokens": 128}}})");
+    prefill_result r =
+        parse_ok(R"({"kv_transfer_params": )" + kv +
+                 R"( , "usage": {"prompt_tokens_details": {"cached_tokens": 128}}})");
     CHECK(r.kv_transfer_params == kv);
     CHECK(r.cached_tokens == 128);
   }
@@ -97,7 +98,8 @@ TEST_CASE("kv_transfer_params that means none is left empty", "[prefill_result]"
 }
 
 TEST_CASE("cached_tokens comes from usage.prompt_tokens_details", "[prefill_result]") {
-  CHECK(parse_ok(R"({"usage":{"prompt_tokens_details":{"cached_tokens":42}}})").cached_tokens == 42);
+  CHECK(parse_ok(R"({"usage":{"prompt_tokens_details":{"cached_tokens":42}}})").cached_tokens ==
+        42);
   CHECK(parse_ok(R"({"usage":{"prompt_tokens":9,"prompt_tokens_details":{"audio_tokens":null,)"
                  R"("cached_tokens" : 7 },"total_tokens":10}})")
             .cached_tokens == 7);
@@ -133,8 +135,9 @@ TEST_CASE("cached_tokens comes from usage.prompt_tokens_details", "[prefill_resu
               .cached_tokens == 6);
     CHECK(parse_ok(R"({"usage":{"prompt_tokens_details":{"cached_tokens":5,"cached_tokens":3}}})")
               .cached_tokens == 3);
-    CHECK(parse_ok(R"({"usage":{"prompt_tokens_details":{"cached_tokens":5,"cached_tokens":null}}})")
-              .cached_tokens == 0);
+    CHECK(
+        parse_ok(R"({"usage":{"prompt_tokens_details":{"cached_tokens":5,"cached_tokens":null}}})")
+            .cached_tokens == 0);
   }
 }
 

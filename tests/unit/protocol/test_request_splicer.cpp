@@ -55,7 +55,8 @@ TEST_CASE("parse records members as exact byte ranges", "[splicer]") {
   parsed p("{ \"model\" : \"m\" ,\n  \"prompt\":\t[1, 2] \n, \"n\":3\r\n}");
   REQUIRE_FALSE(p.error);
   REQUIRE(p.req.members.size() == 3);
-  CHECK(p.texts() == std::vector<std::string>{"\"model\" : \"m\"", "\"prompt\":\t[1, 2]", "\"n\":3"});
+  CHECK(p.texts() ==
+        std::vector<std::string>{"\"model\" : \"m\"", "\"prompt\":\t[1, 2]", "\"n\":3"});
   CHECK(p.req.members[0].key == "model");
   CHECK(p.req.members[0].begin == 2);
   CHECK(p.req.members[0].value_begin == 12);
@@ -111,21 +112,20 @@ TEST_CASE("parse extracts the fields the proxy needs", "[splicer]") {
   SECTION("include_usage must be the boolean true inside an object") {
     CHECK(parsed(R"({"prompt":"x","stream_options":{"a":[1],"include_usage" : true }})")
               .req.include_usage);
-    CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":{"include_usage":false}})")
-                    .req.include_usage);
-    CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":{"include_usage":"true"}})")
-                    .req.include_usage);
+    CHECK_FALSE(
+        parsed(R"({"prompt":"x","stream_options":{"include_usage":false}})").req.include_usage);
+    CHECK_FALSE(
+        parsed(R"({"prompt":"x","stream_options":{"include_usage":"true"}})").req.include_usage);
     CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":null})").req.include_usage);
     CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":{}})").req.include_usage);
     CHECK_FALSE(parsed(R"({"prompt":"x","include_usage":true})").req.include_usage);
-    CHECK_FALSE(
-        parsed(R"({"prompt":"x","stream_options":{"x":{"include_usage":true}}})").req.include_usage);
+    CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":{"x":{"include_usage":true}}})")
+                    .req.include_usage);
   }
   SECTION("max_tokens only when it is an integer") {
     CHECK(parsed(R"({"prompt":"x","max_tokens":0})").req.max_tokens == 0);
     CHECK(parsed(R"({"prompt":"x","max_tokens":-3})").req.max_tokens == -3);
-    CHECK(parsed(R"({"prompt":"x","max_tokens":9223372036854775807})").req.max_tokens ==
-          INT64_MAX);
+    CHECK(parsed(R"({"prompt":"x","max_tokens":9223372036854775807})").req.max_tokens == INT64_MAX);
     CHECK_FALSE(parsed(R"({"prompt":"x","max_tokens":9223372036854775808})").req.max_tokens);
     CHECK_FALSE(parsed(R"({"prompt":"x","max_tokens":1.5})").req.max_tokens);
     CHECK_FALSE(parsed(R"({"prompt":"x","max_tokens":1e2})").req.max_tokens);
@@ -190,7 +190,8 @@ TEST_CASE("prefill body replaces the PD members and keeps the rest verbatim", "[
     parsed p(R"({"prompt":"p","stream":true,"stream_options":{"include_usage":true},)"
              R"("min_tokens":4,"kv_transfer_params":{"x":1},"top_p":1})");
     REQUIRE_FALSE(p.error);
-    CHECK(request_splicer::prefill_body(p.req) == R"({"prompt":"p","top_p":1,)" + prefill_tail + "}");
+    CHECK(request_splicer::prefill_body(p.req) ==
+          R"({"prompt":"p","top_p":1,)" + prefill_tail + "}");
   }
   SECTION("duplicates of kept members stay, in order; duplicates of replaced members all go") {
     parsed p(R"({"prompt":"a","stream":true,"stream":false,"prompt":"b","max_tokens":2,)"
@@ -242,7 +243,8 @@ TEST_CASE("prefill body replaces the PD members and keeps the rest verbatim", "[
     std::string body = R"({"stream":true,"max_completion_tokens":3})";
     client_request req;
     req.body = body;
-    req.members = {member_range{"stream", 1, 14, 10}, member_range{"max_completion_tokens", 15, 40, 39}};
+    req.members = {member_range{"stream", 1, 14, 10},
+                   member_range{"max_completion_tokens", 15, 40, 39}};
     req.has_max_completion_tokens = true;
     CHECK(request_splicer::prefill_body(req) ==
           "{" + prefill_tail + R"(,"max_completion_tokens":1})");
@@ -276,8 +278,8 @@ TEST_CASE("prefill body is valid JSON with every other member unchanged", "[spli
   std::vector<std::string> kept;
   for (const auto& m : p.req.members) {
     const std::string key(m.key);
-    if (key != "stream" && key != "stream_options" && key != "max_tokens" &&
-        key != "min_tokens" && key != "max_completion_tokens" && key != "kv_transfer_params") {
+    if (key != "stream" && key != "stream_options" && key != "max_tokens" && key != "min_tokens" &&
+        key != "max_completion_tokens" && key != "kv_transfer_params") {
       kept.push_back(p.text(m));
     }
   }
@@ -292,8 +294,9 @@ TEST_CASE("a 1 MiB prompt splices correctly", "[splicer]") {
   prompt.reserve(1 << 20);
   const std::string piece = "The quick brown fox \\\"jumps\\\" over \\u00e9 the lazy dog.\\n ";
   while (prompt.size() < (1 << 20)) prompt += piece;
-  const std::string body = R"({"model":"m","prompt":")" + prompt +
-                           R"(","max_tokens":128,"stream":true,"stream_options":{"include_usage":true}})";
+  const std::string body =
+      R"({"model":"m","prompt":")" + prompt +
+      R"(","max_tokens":128,"stream":true,"stream_options":{"include_usage":true}})";
   parsed p(body);
   REQUIRE_FALSE(p.error);
   CHECK(p.req.stream);
@@ -312,6 +315,18 @@ TEST_CASE("a 1 MiB prompt splices correctly", "[splicer]") {
         R"({"model":"m","prompt":")" + prompt +
             R"(","max_tokens":128,"stream":true,"stream_options":{"include_usage":true},)" +
             R"("kv_transfer_params":)" + kv + "}");
+}
+
+TEST_CASE("a 1 MiB prompt of \\u escapes splices correctly", "[splicer]") {
+  // Python clients send non-ASCII text as \uXXXX by default: one escape every six bytes.
+  std::string prompt;
+  while (prompt.size() < (1 << 20)) prompt += R"(\u4f60\u597d\uff0c\u4e16\u754c\n)";
+  parsed p(R"({"prompt":")" + prompt + R"(","stream":false})");
+  REQUIRE_FALSE(p.error);
+  CHECK(request_splicer::prefill_body(p.req) ==
+        R"({"prompt":")" + prompt + "\"," + prefill_tail + "}");
+  prompt.back() = 'q';  // "\q" is not an escape
+  CHECK(parsed(R"({"prompt":")" + prompt + R"("})").error);
 }
 
 TEST_CASE("decode body adds the prefiller's kv_transfer_params", "[splicer]") {
@@ -354,6 +369,9 @@ TEST_CASE("parse accepts valid JSON that simdjson's typed getters would refuse",
            R"({"prompt":"x","seed":123456789012345678901234567890})",
            R"({"prompt":"x","temperature":1e400})",
            R"({"prompt":"\ud800 lone surrogate escape"})",
+           R"({"prompt":"\u4f60\u597d"})",
+           R"({"prompt":"\\"})",
+           R"({"prompt":"ends in an escape \n"})",
            R"({"prompt":"x","a":-0.0e+0,"b":0,"c":-1E-7})",
            R"({"prompt":[],"messages":{}})",
            "\t\r\n {\"prompt\":\"x\"} \n",
@@ -361,10 +379,13 @@ TEST_CASE("parse accepts valid JSON that simdjson's typed getters would refuse",
     INFO(body);
     CHECK_FALSE(parsed(body).error);
   }
-  // The limit is 1000 levels below the top-level object; simdjson asserts past 1024 in debug builds.
-  std::string deep = R"({"prompt":"x","d":)" + std::string(1000, '[') + std::string(1000, ']') + "}";
+  // The limit is 1000 levels below the top-level object; simdjson asserts past 1024 in debug
+  // builds.
+  std::string deep =
+      R"({"prompt":"x","d":)" + std::string(1000, '[') + std::string(1000, ']') + "}";
   CHECK_FALSE(parsed(deep).error);
-  std::string deeper = R"({"prompt":"x","d":)" + std::string(1001, '[') + std::string(1001, ']') + "}";
+  std::string deeper =
+      R"({"prompt":"x","d":)" + std::string(1001, '[') + std::string(1001, ']') + "}";
   CHECK(parsed(deeper).error);
 }
 
@@ -406,8 +427,18 @@ TEST_CASE("parse rejects bodies that are not a JSON object with prompt or messag
       R"({"prompt":"x","a":[1,2})",
       R"({"prompt":"x","a":{"b":}})",
       R"({"prompt":"x","a":{"b" 1}})",
+      // A string followed by ':' where a value ends (found by fuzzing: simdjson's skip takes it
+      // for an object key).
+      R"({"prompt":"x","m":["c":[1]}]})",
+      R"({"prompt":"x","m":["c":{"a":1}}]})",
+      R"({"model":"m","messages":["content":[{"type":"text","text":"x"}]}]})",
+      R"({"prompt":"x","m":{"a":"c":[1]}}})",
+      R"({"prompt":"x":[1]}})",
+      R"({"prompt":"x","m":["c":1]})",
       R"({"prompt":"bad \q escape"})",
       R"({"prompt":"bad \u12 escape"})",
+      R"({"prompt":"bad \u00eg escape"})",
+      R"({"prompt":"cut \u00e"})",
       R"({"pr\qompt":"x"})",
       "{\"prompt\":\"control \x01 byte\"}",
       "{\"prompt\":\"bad utf-8 \xff\"}",
@@ -437,7 +468,8 @@ TEST_CASE("parse error messages are fit for a 400 answer", "[splicer]") {
   CHECK(*parsed("").error == "request body is empty; expected a JSON object");
   CHECK(*parsed(R"({"prompt":"x"}})").error == "request body has data after the JSON object");
   CHECK(parsed(R"({"prompt":"x",})").error->rfind("request body is not valid JSON: ", 0) == 0);
-  const std::string deep = R"({"prompt":"x","d":)" + std::string(2000, '[') + std::string(2000, ']') + "}";
+  const std::string deep =
+      R"({"prompt":"x","d":)" + std::string(2000, '[') + std::string(2000, ']') + "}";
   CHECK(*parsed(deep).error == "request body is nested too deeply");
 }
 
