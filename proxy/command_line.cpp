@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 namespace glm::proxy {
 namespace {
@@ -24,6 +25,19 @@ std::optional<std::string> zip_addresses(const char* what, const std::vector<std
       host = host.substr(1, host.size() - 2);
     }
     out.push_back({host, ports[i]});
+  }
+  return std::nullopt;
+}
+
+// Parses --prefill / --decode entries ("host:port", "[v6]:port") and appends them to `out`.
+std::optional<std::string> parse_addresses(const char* flag, const std::vector<std::string>& texts,
+                                           std::vector<balancer::backend_address>& out) {
+  for (const auto& text : texts) {
+    auto addr = balancer::backend_address::parse(text);
+    if (!addr) {
+      return std::string(flag) + ": '" + text + "' is not HOST:PORT (IPv6 as [ADDR]:PORT)";
+    }
+    out.push_back(*addr);
   }
   return std::nullopt;
 }
@@ -79,8 +93,31 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
   app.add_option("--drain-timeout", out.drain_timeout,
                  "Seconds requests in flight get to finish after SIGTERM or SIGINT")
       ->check(CLI::NonNegativeNumber);
+  std::vector<std::string> prefill_list, decode_list;
+  app.add_option("--prefill", prefill_list,
+                 "Prefill instances as HOST:PORT ([ADDR]:PORT for IPv6), instead of or besides "
+                 "the paired lists")
+      ->delimiter(',');
+  app.add_option("--decode", decode_list,
+                 "Decode instances as HOST:PORT ([ADDR]:PORT for IPv6), instead of or besides "
+                 "the paired lists")
+      ->delimiter(',');
   app.add_option("--max-body-bytes", out.max_body_bytes, "Largest request body; over it, 413")
       ->check(CLI::PositiveNumber);
+
+  app.set_config("--config", "",
+                 "Read options from a TOML file: keys named like the flags (port = 8000, "
+                 "prefiller-hosts = [\"10.0.0.1\"]); the command line wins");
+  // Every flag can also come from the environment as GLM_PROXY_<FLAG> (lists comma-separated);
+  // the command line and then the config file win over it.
+  for (CLI::Option* opt : app.get_options()) {
+    std::string name = opt->get_single_name();
+    if (name == "help" || name == "config" || name.empty()) continue;
+    std::string env = "GLM_PROXY_";
+    for (char c : name) env += c == '-' ? '_' : static_cast<char>(::toupper(c));
+    opt->envname(env);
+    if (opt->get_items_expected_max() > 1) opt->delimiter(',');
+  }
 
   try {
     app.parse(argc, argv);
@@ -90,8 +127,21 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
   }
 
   std::transform(out.log_level.begin(), out.log_level.end(), out.log_level.begin(), ::toupper);
+  // --prefill/--decode alone replace the paired lists' defaults; given with them, they add to them.
+  if (!prefill_list.empty() && app.count("--prefiller-hosts") == 0 &&
+      app.count("--prefiller-ports") == 0) {
+    prefiller_hosts.clear();
+    prefiller_ports.clear();
+  }
+  if (!decode_list.empty() && app.count("--decoder-hosts") == 0 &&
+      app.count("--decoder-ports") == 0) {
+    decoder_hosts.clear();
+    decoder_ports.clear();
+  }
   for (auto err : {zip_addresses("prefiller", prefiller_hosts, prefiller_ports, out.prefillers),
-                   zip_addresses("decoder", decoder_hosts, decoder_ports, out.decoders)}) {
+                   zip_addresses("decoder", decoder_hosts, decoder_ports, out.decoders),
+                   parse_addresses("--prefill", prefill_list, out.prefillers),
+                   parse_addresses("--decode", decode_list, out.decoders)}) {
     if (err) {
       std::cerr << "glm-proxy: error: " << *err << "\n";
       return 2;
@@ -101,6 +151,30 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
     out.backend_api_key = key;
   }
   return std::nullopt;
+}
+
+}  // namespace glm::proxy
+
+namespace glm::proxy {
+
+std::string effective_configuration(const config& c) {
+  auto list = [](const std::vector<balancer::backend_address>& addrs) {
+    std::string out;
+    for (const auto& a : addrs) out += (out.empty() ? "" : " ") + a.to_string();
+    return out;
+  };
+  std::ostringstream s;
+  s << "host=" << c.host << " port=" << c.port << " prefillers=[" << list(c.prefillers)
+    << "] decoders=[" << list(c.decoders) << "] workers=" << c.workers
+    << " max_retries=" << c.max_retries << " retry_delay=" << c.retry_delay
+    << " max_waiting_retries=" << c.max_waiting_retries
+    << " waiting_retry_interval=" << c.waiting_retry_interval << " log_level=" << c.log_level
+    << " connect_timeout=" << c.connect_timeout << " prefill_timeout=" << c.prefill_timeout
+    << " stream_idle_timeout=" << c.stream_idle_timeout
+    << " client_write_timeout=" << c.client_write_timeout << " header_timeout=" << c.header_timeout
+    << " drain_timeout=" << c.drain_timeout << " max_body_bytes=" << c.max_body_bytes
+    << " backend_api_key=" << (c.backend_api_key.empty() ? "unset" : "set");
+  return s.str();
 }
 
 }  // namespace glm::proxy

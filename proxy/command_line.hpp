@@ -1,6 +1,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "proxy/config.hpp"
 
@@ -10,5 +11,8 @@ namespace glm::proxy {
 // with at once: 0 after --help, 2 after a usage error (CLI11's parse errors, or prefiller/decoder
 // host and port lists of different lengths), with the message already printed.
 std::optional<int> parse_command_line(int argc, char** argv, config& out);
+
+// One line naming every setting in effect (never the API key itself), for the start-up log.
+std::string effective_configuration(const config& c);
 
 }  // namespace glm::proxy

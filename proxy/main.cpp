@@ -35,10 +35,7 @@ int main(int argc, char** argv) {
   spdlog::flush_on(spdlog::level::info);
   raise_file_limit();
 
-  std::string prefillers, decoders;
-  for (const auto& a : cfg.prefillers) prefillers += " " + a.to_string();
-  for (const auto& a : cfg.decoders) decoders += " " + a.to_string();
-  spdlog::info("prefillers:{}; decoders:{}; workers: {}", prefillers, decoders, cfg.workers);
+  spdlog::info("configuration: {}", glm::proxy::effective_configuration(cfg));
 
   glm::proxy::server srv(cfg);
   if (auto ec = srv.listen()) {
