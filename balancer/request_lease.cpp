@@ -11,7 +11,8 @@ request_lease::request_lease(request_lease&& other) noexcept
       prefill_score_(other.prefill_score_),
       decode_score_(other.decode_score_),
       prefiller_(std::exchange(other.prefiller_, std::nullopt)),
-      decoder_(std::exchange(other.decoder_, std::nullopt)) {}
+      decoder_(std::exchange(other.decoder_, std::nullopt)),
+      avoid_(std::exchange(other.avoid_, {})) {}
 
 request_lease& request_lease::operator=(request_lease&& other) noexcept {
   if (this == &other) return *this;
@@ -22,6 +23,7 @@ request_lease& request_lease::operator=(request_lease&& other) noexcept {
   decode_score_ = other.decode_score_;
   prefiller_ = std::exchange(other.prefiller_, std::nullopt);
   decoder_ = std::exchange(other.decoder_, std::nullopt);
+  avoid_ = std::exchange(other.avoid_, {});
   return *this;
 }
 

@@ -53,6 +53,10 @@ metrics::metrics()
       connections_(named(prometheus::BuildGauge(), "glm_proxy_connections_active",
                          "Client connections open", *registry_)
                        .Add({})) {
+  // Known label sets start at 0, so rate() sees the first retry.
+  for (auto role : {balancer::role::prefill, balancer::role::decode}) {
+    retries_.Add({{"role", std::string(balancer::to_string(role))}});
+  }
   named(prometheus::BuildGauge(), "glm_proxy_build_info", "glm-proxy version", *registry_)
       .Add({{"version", GLM_PROXY_VERSION}})
       .Set(1);

@@ -270,7 +270,8 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_stream(upstream_exc
       bool written = co_await forward_events({buffer.data(), n});
       ctx_.stats.stream_events(events_in_read_);
       if (!written) {
-        ctx_.stats.client_disconnect();
+        // The watcher counts a client it saw leave; count only a failure it did not see.
+        if (!client_gone_) ctx_.stats.client_disconnect();
         up.close();  // never leave vLLM generating for a client that is gone
         answer_keeps_connection_ = false;
         co_return decode_outcome::answered;
@@ -400,7 +401,6 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_body(upstream_excha
   auto deadline = std::chrono::steady_clock::now() + seconds(ctx_.cfg.stream_idle_timeout);
   auto ec = co_await up.read_body(body, ctx_.cfg.max_body_bytes, deadline);
   lease_.release_prefill();
-  note_decode_write();
   if (ec) {
     up.close();
     if (client_gone_) co_return decode_outcome::answered;

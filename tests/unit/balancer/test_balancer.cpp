@@ -296,6 +296,239 @@ TEST_CASE("choosing again releases the previous choice first", "[balancer]") {
   require_idle(b);
 }
 
+TEST_CASE("a failed prefiller is avoided by the next choice of the same lease", "[balancer]") {
+  balancer b(addrs({"p:1", "p:2", "p:3"}), addrs({"d:1"}));
+
+  SECTION("even though it is idle again and first in the tie") {
+    auto lease = b.begin_request(500);
+    REQUIRE(lease.choose_prefiller() == addr("p:1"));
+    lease.prefill_failed();
+    CHECK(lease.choose_prefiller() == addr("p:2"));
+    // The retry moved the charge: nothing is left on the failed instance.
+    CHECK(snapshot_of(b, role::prefill, "p:1").inflight == 0);
+    CHECK(snapshot_of(b, role::prefill, "p:1").active_kv_cache == 0.0);
+    CHECK(snapshot_of(b, role::prefill, "p:2").inflight == 1);
+    // Still avoided on a later choice, not only the next one.
+    CHECK(lease.choose_prefiller() == addr("p:2"));
+    lease.reset();
+    require_idle(b);
+  }
+
+  SECTION("even though it is the least loaded") {
+    // p:2 and p:3 carry bigger requests than the one under test; p:1 is idle.
+    auto filler = b.begin_request(10);
+    auto big3 = b.begin_request(200000);
+    auto big2 = b.begin_request(100000);
+    REQUIRE(filler.choose_prefiller() == addr("p:1"));
+    REQUIRE(big3.choose_prefiller() == addr("p:2"));
+    REQUIRE(big2.choose_prefiller() == addr("p:3"));
+    filler.reset();
+    REQUIRE(snapshot_of(b, role::prefill, "p:1").inflight == 0);
+
+    auto lease = b.begin_request(10);
+    REQUIRE(lease.choose_prefiller() == addr("p:1"));
+    lease.prefill_failed();
+    // p:1 is idle; p:3 (big2) is less loaded than p:2 (big3).
+    CHECK(lease.choose_prefiller() == addr("p:3"));
+    lease.reset();
+    big2.reset();
+    big3.reset();
+    require_idle(b);
+  }
+
+  SECTION("every failed instance is avoided, then the least loaded of them is the fallback") {
+    auto lease = b.begin_request(500);
+    REQUIRE(lease.choose_prefiller() == addr("p:1"));
+    lease.prefill_failed();
+    REQUIRE(lease.choose_prefiller() == addr("p:2"));
+    lease.prefill_failed();
+    CHECK(lease.choose_prefiller() == addr("p:3"));
+    lease.prefill_failed();
+    // All three failed: choosing must still give an instance, by the ordinary rule.
+    CHECK(lease.choose_prefiller() == addr("p:1"));
+    auto other = b.begin_request(500);
+    REQUIRE(other.choose_prefiller() == addr("p:2"));
+    CHECK(lease.choose_prefiller() == addr("p:1"));  // p:1 released first: idle again, first
+    other.reset();
+    lease.reset();
+    require_idle(b);
+  }
+
+  SECTION("other leases are not affected") {
+    auto lease = b.begin_request(500);
+    REQUIRE(lease.choose_prefiller() == addr("p:1"));
+    lease.prefill_failed();
+    REQUIRE(lease.choose_prefiller() == addr("p:2"));
+    auto other = b.begin_request(500);
+    CHECK(other.choose_prefiller() == addr("p:1"));
+    other.reset();
+    auto later = b.begin_request(500);
+    CHECK(later.choose_prefiller() == addr("p:1"));
+    later.reset();
+    lease.reset();
+    require_idle(b);
+  }
+
+  SECTION("the decoder choice is not affected") {
+    balancer pd(addrs({"p:1", "p:2"}), addrs({"d:1", "d:2"}));
+    auto lease = pd.begin_request(500);
+    REQUIRE(lease.choose_prefiller() == addr("p:1"));
+    lease.prefill_failed();
+    CHECK(lease.choose_decoder() == addr("d:1"));
+    CHECK(lease.choose_prefiller() == addr("p:2"));
+    lease.reset();
+    require_idle(pd);
+  }
+}
+
+TEST_CASE("a failed prefiller that is the only one is chosen again", "[balancer]") {
+  balancer b(addrs({"p:1"}), addrs({"d:1"}));
+  auto lease = b.begin_request(500);
+  REQUIRE(lease.choose_prefiller() == addr("p:1"));
+  lease.prefill_failed();
+  CHECK(lease.choose_prefiller() == addr("p:1"));
+  CHECK(snapshot_of(b, role::prefill, "p:1").inflight == 1);
+  CHECK(snapshot_of(b, role::prefill, "p:1").active_kv_cache == balancer::prefill_score(500));
+  lease.prefill_failed();
+  CHECK(lease.choose_prefiller() == addr("p:1"));
+  lease.reset();
+  require_idle(b);
+}
+
+TEST_CASE("a failed prefiller removed meanwhile leaves the others to choose from", "[balancer]") {
+  balancer b(addrs({"p:1", "p:2"}), addrs({"d:1"}));
+  auto lease = b.begin_request(500);
+  REQUIRE(lease.choose_prefiller() == addr("p:1"));
+  lease.prefill_failed();
+  // p:2 goes (isolated: a request is in flight); the failed p:1 is then the only choice left.
+  auto removed = b.remove(role::prefill, addrs({"p:2"}));
+  REQUIRE(removed.isolated);
+  CHECK(lease.choose_prefiller() == addr("p:1"));
+  lease.reset();
+  require_idle(b);
+}
+
+TEST_CASE("a failed decoder is avoided by the next choice of the same lease", "[balancer]") {
+  balancer b(addrs({"p:1"}), addrs({"d:1", "d:2", "d:3"}));
+
+  SECTION("even though it is idle again and first in the tie") {
+    auto lease = b.begin_request(500);
+    REQUIRE(lease.choose_decoder() == addr("d:1"));
+    lease.decode_failed();
+    CHECK(lease.choose_decoder() == addr("d:2"));
+    CHECK(snapshot_of(b, role::decode, "d:1").inflight == 0);
+    CHECK(snapshot_of(b, role::decode, "d:1").active_tokens == 0.0);
+    CHECK(snapshot_of(b, role::decode, "d:2").active_tokens == 500.0);
+    CHECK(lease.choose_decoder() == addr("d:2"));
+    lease.reset();
+    require_idle(b);
+  }
+
+  SECTION("even though it is the least loaded") {
+    // d:2 and d:3 carry bigger requests than the one under test; d:1 is idle.
+    auto filler = b.begin_request(10);
+    auto big3 = b.begin_request(200000);
+    auto big2 = b.begin_request(100000);
+    REQUIRE(filler.choose_decoder() == addr("d:1"));
+    REQUIRE(big3.choose_decoder() == addr("d:2"));
+    REQUIRE(big2.choose_decoder() == addr("d:3"));
+    filler.reset();
+    REQUIRE(snapshot_of(b, role::decode, "d:1").inflight == 0);
+
+    auto lease = b.begin_request(10);
+    REQUIRE(lease.choose_decoder() == addr("d:1"));
+    lease.decode_failed();
+    CHECK(lease.choose_decoder() == addr("d:3"));
+    lease.reset();
+    big2.reset();
+    big3.reset();
+    require_idle(b);
+  }
+
+  SECTION("every failed instance is avoided, then the least loaded of them is the fallback") {
+    auto lease = b.begin_request(500);
+    REQUIRE(lease.choose_decoder() == addr("d:1"));
+    lease.decode_failed();
+    REQUIRE(lease.choose_decoder() == addr("d:2"));
+    lease.decode_failed();
+    CHECK(lease.choose_decoder() == addr("d:3"));
+    lease.decode_failed();
+    CHECK(lease.choose_decoder() == addr("d:1"));
+    lease.reset();
+    require_idle(b);
+  }
+
+  SECTION("other leases are not affected") {
+    auto lease = b.begin_request(500);
+    REQUIRE(lease.choose_decoder() == addr("d:1"));
+    lease.decode_failed();
+    REQUIRE(lease.choose_decoder() == addr("d:2"));
+    auto other = b.begin_request(500);
+    CHECK(other.choose_decoder() == addr("d:1"));
+    other.reset();
+    lease.reset();
+    require_idle(b);
+  }
+
+  SECTION("the prefiller choice is not affected") {
+    balancer pd(addrs({"p:1", "p:2"}), addrs({"d:1", "d:2"}));
+    auto lease = pd.begin_request(500);
+    REQUIRE(lease.choose_decoder() == addr("d:1"));
+    lease.decode_failed();
+    CHECK(lease.choose_prefiller() == addr("p:1"));
+    CHECK(lease.choose_decoder() == addr("d:2"));
+    lease.reset();
+    require_idle(pd);
+  }
+}
+
+TEST_CASE("a failed decoder that is the only one is chosen again", "[balancer]") {
+  balancer b(addrs({"p:1"}), addrs({"d:1"}));
+  auto lease = b.begin_request(500);
+  REQUIRE(lease.choose_decoder() == addr("d:1"));
+  lease.decode_failed();
+  CHECK(lease.choose_decoder() == addr("d:1"));
+  CHECK(snapshot_of(b, role::decode, "d:1").inflight == 1);
+  CHECK(snapshot_of(b, role::decode, "d:1").active_tokens == 500.0);
+  lease.reset();
+  require_idle(b);
+}
+
+TEST_CASE("failing with nothing held avoids nothing", "[balancer]") {
+  balancer b(addrs({"p:1", "p:2"}), addrs({"d:1", "d:2"}));
+  auto lease = b.begin_request(500);
+  lease.prefill_failed();
+  lease.decode_failed();
+  CHECK(lease.choose_prefiller() == addr("p:1"));
+  CHECK(lease.choose_decoder() == addr("d:1"));
+  // Released on the first decode byte: a later failure report has no prefiller to blame.
+  lease.release_prefill();
+  lease.prefill_failed();
+  CHECK(lease.choose_prefiller() == addr("p:1"));
+  lease.reset();
+  require_idle(b);
+}
+
+// A moved lease keeps the instances that failed its request.
+TEST_CASE("the failed instances move with the lease", "[balancer]") {
+  balancer b(addrs({"p:1", "p:2"}), addrs({"d:1", "d:2"}));
+  auto lease = b.begin_request(500);
+  REQUIRE(lease.choose_prefiller() == addr("p:1"));
+  lease.prefill_failed();
+  request_lease moved(std::move(lease));
+  CHECK(moved.choose_prefiller() == addr("p:2"));
+}
+
+// The lease assigned to does not keep the overwritten request's failed instances.
+TEST_CASE("a lease move-assigned over one with failures does not inherit them", "[balancer]") {
+  balancer b(addrs({"p:1", "p:2"}), addrs({"d:1", "d:2"}));
+  auto lease = b.begin_request(500);
+  REQUIRE(lease.choose_decoder() == addr("d:1"));
+  lease.decode_failed();
+  lease = b.begin_request(500);  // a new request in the same variable
+  CHECK(lease.choose_decoder() == addr("d:1"));
+}
+
 TEST_CASE("no instance to choose gives nullopt", "[balancer]") {
   SECTION("no backends at all") {
     balancer b({}, {});
