@@ -15,7 +15,8 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# Each mock prints "listening on HOST:PORT" once it accepts connections.
+# Each mock prints "listening on HOST:PORT" once it accepts connections. Sets MOCK_PORT; called
+# directly, not in $(...), whose subshell would lose the pid and leave the mock running on exit.
 start_mock() {
   local name=$1; shift
   build/mock-vllm --host 127.0.0.1 --port 0 --engine-id "$name" "$@" >"$logs/$name.log" 2>&1 &
@@ -24,12 +25,12 @@ start_mock() {
     grep -q "listening on" "$logs/$name.log" && break
     sleep 0.05
   done
-  sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$logs/$name.log"
+  MOCK_PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$logs/$name.log")
 }
-p1=$(start_mock prefill-0 --prefill-delay-ms 100)
-p2=$(start_mock prefill-1 --prefill-delay-ms 100)
-d1=$(start_mock decode-0 --token-interval-ms 80)
-d2=$(start_mock decode-1 --token-interval-ms 80)
+start_mock prefill-0 --prefill-delay-ms 100 && p1=$MOCK_PORT
+start_mock prefill-1 --prefill-delay-ms 100 && p2=$MOCK_PORT
+start_mock decode-0 --token-interval-ms 80 && d1=$MOCK_PORT
+start_mock decode-1 --token-interval-ms 80 && d2=$MOCK_PORT
 
 build/glm-proxy --host 127.0.0.1 --port "$PORT" \
   --prefiller-hosts 127.0.0.1 127.0.0.1 --prefiller-ports "$p1" "$p2" \
