@@ -4,7 +4,7 @@
 set -euo pipefail
 # prometheus: only for promtool, which tests/e2e/test_metrics.py runs on GET /metrics.
 pkgs=(build-essential cmake g++ libboost1.81-dev libsimdjson-dev libspdlog-dev prometheus-cpp-dev
-  libcli11-dev catch2 python3 curl prometheus)
+  libcli11-dev catch2 python3 curl systemd python3-yaml prometheus)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -105,6 +105,8 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
   app.add_option("--max-body-bytes", out.max_body_bytes, "Largest request body; over it, 413")
       ->check(CLI::PositiveNumber);
 
+  // A misspelled key in the file is an error, not a setting silently left at its default.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_config("--config", "",
                  "Read options from a TOML file: keys named like the flags (port = 8000, "
                  "prefiller-hosts = [\"10.0.0.1\"]); the command line wins");
