@@ -18,7 +18,8 @@ class json_error {
   static std::string_view type_for(int status);
 
   // An upstream error body made fit for a client: a body that is already a JSON object passes
-  // unchanged; anything else (HTML, plain text, empty) becomes make(text, type_for(status), status).
+  // unchanged; anything else (HTML, plain text, empty) becomes make(text, type_for(status),
+  // status).
   static std::string wrap_upstream(std::string_view body, int status);
 
   // Appends `s` to `out` as the inside of a JSON string literal (without the quotes).

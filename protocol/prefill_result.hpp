@@ -8,8 +8,8 @@ namespace glm::protocol {
 
 // What the decode step needs from a prefiller's JSON answer.
 struct prefill_result {
-  // The raw bytes of the answer's "kv_transfer_params" value, copied verbatim. Empty when the member
-  // is absent, null or an empty object: the decode request is then sent without it.
+  // The raw bytes of the answer's "kv_transfer_params" value, copied verbatim. Empty when the
+  // member is absent, null or an empty object: the decode request is then sent without it.
   std::string kv_transfer_params;
   // usage.prompt_tokens_details.cached_tokens, 0 when absent or null.
   std::int64_t cached_tokens = 0;

@@ -18,7 +18,8 @@ class request_splicer {
  public:
   // Scans `body`. Returns nullopt on success, or a message for a 400 answer when the body is not a
   // JSON object, or has neither "prompt" nor "messages". May grow body's capacity (not its size) to
-  // give simdjson its padding; views in `out` point into `body` and stay valid while it is unchanged.
+  // give simdjson its padding; views in `out` point into `body` and stay valid while it is
+  // unchanged.
   static std::optional<std::string> parse(std::string& body, client_request& out);
 
   // The client's body with kv_transfer_params = {"do_remote_decode":true,"do_remote_prefill":false,
