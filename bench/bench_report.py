@@ -26,6 +26,12 @@ def cpu_ms(m, clk_tck):
     return m["cpu_ns"] / 1e6 / ok, m["cpu_ticks"] * 1000.0 / clk_tck / ok
 
 
+def busy(m):
+    """How busy CPU 0 and CPU 1 were during the measurement, in percent."""
+    b = m.get("cpu_busy") or {}
+    return "/".join(str(round(100 * b[c])) for c in ("cpu0", "cpu1") if c in b) or "-"
+
+
 def fmt(v, digits=3):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -50,7 +56,7 @@ def main():
     out.append("")
     head = (f"  {'scenario':<8} {'target':<10} {'ok':>7} {'err':>5} {'req/s':>8} "
             f"{'TTFT p50':>9} {'TTFT p99':>9} {'gap p50':>8} {'gap p99':>8} "
-            f"{'CPU ms/req':>10} {'(ticks)':>8} {'peak RSS':>9}")
+            f"{'CPU ms/req':>10} {'(ticks)':>8} {'wait':>6} {'peak RSS':>9} {'busy c0/c1':>10}")
     out.append(head)
     out.append("  " + "-" * (len(head) - 2))
     for m in measures:
@@ -64,10 +70,15 @@ def main():
             f"{r['ttft_ms']['p50']:>9.2f} {r['ttft_ms']['p99']:>9.2f} "
             f"{r['gap_ms']['p50']:>8.2f} {r['gap_ms']['p99']:>8.2f} "
             f"{fmt(ns) if relay else '-':>10} {fmt(ticks) if relay else '-':>8} "
-            f"{(str(round(m['hwm_kib'] / 1024, 1)) + ' MiB') if relay else '-':>9}"
+            f"{fmt(m.get('wait_ns', 0) / 1e6 / r['ok'], 2) if relay and r['ok'] else '-':>6} "
+            f"{(str(round(m['hwm_kib'] / 1024, 1)) + ' MiB') if relay else '-':>9} "
+            f"{busy(m):>10}"
             + (f"  errors: {r['error_kinds']}" if r["errors"] else ""))
     out.append("  (TTFT and gaps in ms; CPU = relay's on-CPU time from /proc/PID/task/*/schedstat,"
-               " '(ticks)' the same from utime+stime in /proc/PID/stat; peak RSS = VmHWM)")
+               " '(ticks)' the same from utime+stime in /proc/PID/stat; wait = ms per request the relay"
+               " was runnable but waiting for its core (schedstat); peak RSS = VmHWM;"
+               " busy c0/c1 = % of CPU 0 (load generator + mocks) and CPU 1 (relay) busy, any"
+               " process)")
 
     checks = []  # (name, value text, target text, pass or None)
 
@@ -120,10 +131,14 @@ def main():
         extra = bc - sc if sc is not None and bc is not None else None
         summary["extra_cpu_ms_1mib"] = extra
         check("extra CPU for a 1 MiB prompt over 64 words", extra, 1, "ms/request")
-        nb = find(measures, "prompt", "nginx-1MiB")
-        if nb:
-            out.append(f"  for scale, nginx relaying the 1 MiB prompt once: {fmt(cpu_ms(nb, a.clk_tck)[0])} "
-                       f"ms/request (glm sends it to a prefiller and a decoder)")
+        nb, ns = find(measures, "prompt", "nginx-1MiB"), find(measures, "prompt", "nginx-64w")
+        if nb and ns:
+            nbc, nsc = cpu_ms(nb, a.clk_tck)[0], cpu_ms(ns, a.clk_tck)[0]
+            nextra = nbc - nsc if nbc is not None and nsc is not None else None
+            summary["nginx_extra_cpu_ms_1mib"] = nextra
+            out.append(f"  extra CPU for the 1 MiB prompt: glm {fmt(extra)} ms/request (receives it once,"
+                       f" sends it to a prefiller and to a decoder); for scale nginx {fmt(nextra)} "
+                       f"ms/request (receives it once, sends it once)")
     for target in ("glm", "nginx"):
         h = find(measures, "hold", target)
         if not h:

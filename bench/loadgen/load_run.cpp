@@ -1,12 +1,13 @@
 #include "bench/loadgen/load_run.hpp"
 
+#include <exception>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "bench/loadgen/request_builder.hpp"
@@ -52,10 +53,24 @@ run_result load_run::run() {
     all.push_back(std::make_unique<stream_client>(*contexts[t], config_, config_.targets[k],
                                                   heads[k], body, stats[t], control));
     stream_client& client = *all.back();
+    // Nothing in a client is meant to throw; if something does, the client is gone, and that
+    // must show in the figures instead of silently shrinking the load (detached would hide it).
+    run_stats& thread_stats = stats[t];
+    auto on_exit = [&thread_stats](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        std::cerr << "glm-loadgen: a client stopped: " << ex.what() << "\n";
+      } catch (...) {
+        std::cerr << "glm-loadgen: a client stopped on an unknown exception\n";
+      }
+      thread_stats.add_error("client_exception", clock::now());
+    };
     if (hold) {
-      net::co_spawn(*contexts[t], client.run_hold(ramp * i / clients), net::detached);
+      net::co_spawn(*contexts[t], client.run_hold(ramp * i / clients), on_exit);
     } else {
-      net::co_spawn(*contexts[t], client.run_closed_loop(), net::detached);
+      net::co_spawn(*contexts[t], client.run_closed_loop(), on_exit);
     }
   }
 

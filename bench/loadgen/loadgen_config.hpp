@@ -21,7 +21,7 @@ struct loadgen_config {
   std::string model = "mock-model";
   int clients = 32;                // concurrent streams, one keep-alive connection each
   std::int64_t requests = 0;       // total requests (closed loop); 0: until duration
-  double duration_s = 10;          // closed loop: no new request after this
+  double duration_s = 0;           // closed loop: no new request after this; 0: none
   std::int64_t max_tokens = 16;    // T: every answer must carry exactly this many tokens
   std::int64_t prompt_words = 64;  // prompt size, unless prompt_bytes is set
   std::int64_t prompt_bytes = 0;   // prompt size in bytes (e.g. 1048576), overrides words
