@@ -2,8 +2,8 @@
 # glm-proxy's relay benchmark (issue 4): glm-proxy vs nginx vs no relay, in front of mock vLLM
 # servers on loopback, measured side by side in one run. Prints every figure next to its target.
 #
-#   bash bench/run_bench.sh            # full run (~6 min)
-#   bash bench/run_bench.sh --quick    # short run (~2 min), coarser figures
+#   bash bench/run_bench.sh            # full run (~10 min)
+#   bash bench/run_bench.sh --quick    # short run (~4 min), coarser figures
 #   bash bench/run_bench.sh --help
 #
 # What it does: installs nginx if missing, builds glm-proxy, mock-vllm and glm-loadgen, starts
@@ -111,7 +111,7 @@ if [ $BUILD = 1 ]; then
   bash .ci/install-deps.sh
   log "building in $BUILD_DIR"
   cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$BUILD_DIR" -j"$(nproc)" --target glm-proxy mock-vllm glm-loadgen
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target glm-proxy mock-vllm glm-loadgen >&2
 fi
 for b in glm-proxy mock-vllm glm-loadgen; do
   [ -x "$BUILD_DIR/$b" ] || { echo "missing $BUILD_DIR/$b (drop --no-build)" >&2; exit 1; }
