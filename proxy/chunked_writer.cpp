@@ -30,7 +30,6 @@ void chunked_writer::note_tail(std::string_view data) {
     }
   }
   tail_ = (newlines == 2 || other_byte) ? newlines : std::min(2, tail_ + newlines);
-  body_bytes_ += data.size();
 }
 
 net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {

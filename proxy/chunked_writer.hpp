@@ -26,7 +26,6 @@ class chunked_writer {
 
   bool header_sent() const { return header_sent_; }
   bool at_event_boundary() const { return tail_ == 2; }
-  std::size_t body_bytes() const { return body_bytes_; }
 
  private:
   beast::tcp_stream& client_;
@@ -39,7 +38,6 @@ class chunked_writer {
   std::vector<net::const_buffer> gather_;  // reused: no allocation per chunk once warm
   bool header_sent_ = false;
   int tail_ = 2;  // trailing '\n' count of the body so far (CRs ignored), capped at 2
-  std::size_t body_bytes_ = 0;
 };
 
 }  // namespace glm::proxy

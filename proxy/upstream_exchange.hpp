@@ -38,17 +38,14 @@ class upstream_exchange {
                                        std::chrono::steady_clock::time_point deadline);
 
   // Reads the next piece of the body into [data, data+size). Returns the bytes read; 0 with no
-  // error only when the body is complete (done() is then true). `idle` bounds this one read.
+  // error only when the body is complete. `idle` bounds this one read.
   net::awaitable<std::pair<error_code, std::size_t>> read_some(
       char* data, std::size_t size, std::chrono::steady_clock::duration idle);
 
-  bool done() const { return parser_.is_done(); }
   unsigned status() const { return parser_.get().result_int(); }
-  const http::response_header<>& header() const { return parser_.get().base(); }
 
   // Closes the connection at once; any pending operation completes with an error.
   void close();
-  bool is_open() const { return stream_.socket().is_open(); }
 
  private:
   beast::tcp_stream stream_;
