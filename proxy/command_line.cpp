@@ -104,6 +104,27 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
       ->delimiter(',');
   app.add_option("--max-body-bytes", out.max_body_bytes, "Largest request body; over it, 413")
       ->check(CLI::PositiveNumber);
+  app.add_option("--log-format", out.log_format, "text, or json (one object per line)")
+      ->transform(CLI::IsMember({"text", "json"}, CLI::ignore_case));
+  app.add_option("--max-connections", out.max_connections,
+                 "Client connections open at once; over it, new ones get a 503 (0: no limit)");
+  app.add_option("--max-inflight", out.max_inflight,
+                 "Completion requests in flight; over it, 503 with Retry-After (0: no limit)");
+  app.add_option("--queue-timeout", out.queue_timeout,
+                 "Seconds a request over --max-inflight may wait for a slot before its 503")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--eject-after", out.eject_after,
+                 "Consecutive failures that take an instance out of rotation (0: never)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--eject-seconds", out.eject_seconds,
+                 "First ejection's length in seconds; it doubles with each further ejection")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--api-key", out.api_key,
+                 "Bearer token clients must send to the completion endpoints (also "
+                 "GLM_PROXY_API_KEY)");
+  app.add_option("--admin-token", out.admin_token,
+                 "Bearer token for /instances/* and /reset_prefix_cache; without it they answer "
+                 "loopback clients only");
 
   // A misspelled key in the file is an error, not a setting silently left at its default.
   app.allow_config_extras(CLI::config_extras_mode::error);
@@ -129,6 +150,7 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
   }
 
   std::transform(out.log_level.begin(), out.log_level.end(), out.log_level.begin(), ::toupper);
+  std::transform(out.log_format.begin(), out.log_format.end(), out.log_format.begin(), ::tolower);
   // --prefill/--decode alone replace the paired lists' defaults; given with them, they add to them.
   if (!prefill_list.empty() && app.count("--prefiller-hosts") == 0 &&
       app.count("--prefiller-ports") == 0) {
@@ -175,6 +197,11 @@ std::string effective_configuration(const config& c) {
     << " stream_idle_timeout=" << c.stream_idle_timeout
     << " client_write_timeout=" << c.client_write_timeout << " header_timeout=" << c.header_timeout
     << " drain_timeout=" << c.drain_timeout << " max_body_bytes=" << c.max_body_bytes
+    << " log_format=" << c.log_format << " max_connections=" << c.max_connections
+    << " max_inflight=" << c.max_inflight << " queue_timeout=" << c.queue_timeout
+    << " eject_after=" << c.eject_after << " eject_seconds=" << c.eject_seconds
+    << " api_key=" << (c.api_key.empty() ? "unset" : "set")
+    << " admin_token=" << (c.admin_token.empty() ? "unset" : "set")
     << " backend_api_key=" << (c.backend_api_key.empty() ? "unset" : "set");
   return s.str();
 }

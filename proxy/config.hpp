@@ -24,6 +24,7 @@ struct config {
   double waiting_retry_interval = 10;  // seconds
   int workers = 1;
   std::string log_level = "INFO";
+  std::string log_format = "text";  // text, or json: one object per line
 
   // Limits and timeouts. A long context needs a long prefill, hence the generous defaults.
   double connect_timeout = 10;       // seconds, per upstream connect
@@ -35,6 +36,19 @@ struct config {
   double drain_timeout = 30;         // seconds in-flight requests get after SIGTERM/SIGINT
   std::size_t max_body_bytes = 64u << 20;
   std::size_t max_header_bytes = 64u << 10;
+  std::size_t max_connections = 10000;  // client connections open at once; 0 = no limit
+  std::size_t max_inflight = 0;         // completion requests in flight; 0 = no limit
+  double queue_timeout = 0;  // seconds a request over max_inflight may wait; 0 = refuse at once
+
+  // Outlier ejection: eject_after consecutive failures take an instance out of rotation for
+  // eject_seconds * 2^(ejections-1), until a probe succeeds.
+  int eject_after = 3;
+  double eject_seconds = 5;
+
+  // Client-facing security. api_key guards the inference endpoints (Bearer); admin_token guards
+  // /instances/* and /reset_prefix_cache, which without it answer loopback clients only.
+  std::string api_key;
+  std::string admin_token;
 
   // From the environment: OPENAI_API_KEY, sent as "Authorization: Bearer ..." to the backends
   // only when it is set.

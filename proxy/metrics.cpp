@@ -52,7 +52,10 @@ metrics::metrics()
                          .Add({})),
       connections_(named(prometheus::BuildGauge(), "glm_proxy_connections_active",
                          "Client connections open", *registry_)
-                       .Add({})) {
+                       .Add({})),
+      refusals_(named(prometheus::BuildCounter(), "glm_proxy_refusals_total",
+                      "Requests and connections turned away by a limit or a check, by reason",
+                      *registry_)) {
   // Known label sets start at 0, so rate() sees the first retry.
   for (auto role : {balancer::role::prefill, balancer::role::decode}) {
     retries_.Add({{"role", std::string(balancer::to_string(role))}});
@@ -106,6 +109,10 @@ void metrics::connection_opened() {
 }
 void metrics::connection_closed() {
   connections_.Decrement();
+}
+
+void metrics::refused(std::string_view reason) {
+  refusals_.Add({{"reason", std::string(reason)}}).Increment();
 }
 
 std::string metrics::serialize(const balancer::balancer& lb) const {

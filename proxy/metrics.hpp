@@ -36,6 +36,10 @@ class metrics {
   void stream_events(std::size_t n);
   void connection_opened();
   void connection_closed();
+  // A request or connection turned away by a limit or a check: reason is one of max_connections,
+  // max_inflight, queue_timeout, unauthorized, forbidden, body_too_large, headers_too_large,
+  // malformed, no_instance.
+  void refused(std::string_view reason);
 
   // The text exposition format (version 0.0.4).
   std::string serialize(const balancer::balancer& lb) const;
@@ -53,6 +57,7 @@ class metrics {
   prometheus::Counter& client_disconnects_;
   prometheus::Counter& stream_events_;
   prometheus::Gauge& connections_;
+  prometheus::Family<prometheus::Counter>& refusals_;
 };
 
 }  // namespace glm::proxy
