@@ -7,6 +7,7 @@
 
 #include "proxy/admin_endpoints.hpp"
 #include "proxy/json_response.hpp"
+#include "proxy/logging.hpp"
 #include "proxy/pd_request.hpp"
 
 namespace glm::proxy {
@@ -22,6 +23,11 @@ net::awaitable<void> http_session::run() {
   } closing{ctx_.stats};
   error_code ignored;
   stream_.socket().set_option(tcp::no_delay(true), ignored);
+  if (auto peer = stream_.socket().remote_endpoint(ignored); !ignored) {
+    auto addr = peer.address();
+    peer_ = (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" +
+            std::to_string(peer.port());
+  }
   bool first = true;
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -86,11 +92,18 @@ net::awaitable<void> http_session::run() {
     stream_.expires_never();
     auto req = parser.release();
     auto started = std::chrono::steady_clock::now();
-    bool keep = co_await dispatch(req);
     std::string_view target = req.target();
-    ctx_.stats.request_done(
-        metrics_endpoint(target.substr(0, target.find('?'))), last_status_,
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    record_ = access_record{};
+    record_.client = peer_;
+    record_.method = req.method_string();
+    record_.endpoint = target.substr(0, target.find('?'));
+    bool keep = co_await dispatch(req);
+    double duration =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    ctx_.stats.request_done(metrics_endpoint(record_.endpoint), last_status_, duration);
+    record_.status = last_status_;
+    record_.duration_seconds = duration;
+    log_access(record_);
     if (!keep) break;
   }
   co_await linger();
@@ -124,7 +137,7 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
       res.set(http::field::allow, "POST");
       co_return co_await send(std::move(res)) && keep_alive;
     }
-    pd_request pd(ctx_, stream_, req, path);
+    pd_request pd(ctx_, stream_, req, path, record_);
     bool keep = co_await pd.run();
     last_status_ = pd.status();
     co_return keep;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "proxy/access_record.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/proxy_context.hpp"
 
@@ -32,6 +33,8 @@ class http_session {
   proxy_context& ctx_;
   beast::tcp_stream stream_;
   unsigned last_status_ = 0;  // the status of the last answer written
+  access_record record_;      // of the request being served
+  std::string peer_;          // the client's address, for access lines
   beast::flat_buffer buffer_;
 };
 

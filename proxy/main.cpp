@@ -3,17 +3,10 @@
 #include <sys/resource.h>
 
 #include "proxy/command_line.hpp"
+#include "proxy/logging.hpp"
 #include "proxy/server.hpp"
 
 namespace {
-
-spdlog::level::level_enum to_spdlog_level(const std::string& level) {
-  if (level == "DEBUG") return spdlog::level::debug;
-  if (level == "WARNING") return spdlog::level::warn;
-  if (level == "ERROR") return spdlog::level::err;
-  if (level == "CRITICAL") return spdlog::level::critical;
-  return spdlog::level::info;
-}
 
 // Each stream holds a client socket and an upstream socket: raise the soft descriptor limit to
 // the hard one so thousands of streams fit.
@@ -31,8 +24,7 @@ int main(int argc, char** argv) {
   glm::proxy::config cfg;
   if (auto exit_code = glm::proxy::parse_command_line(argc, argv, cfg)) return *exit_code;
 
-  spdlog::set_level(to_spdlog_level(cfg.log_level));
-  spdlog::flush_on(spdlog::level::info);
+  glm::proxy::setup_logging(cfg.log_level, cfg.log_format);
   raise_file_limit();
 
   spdlog::info("configuration: {}", glm::proxy::effective_configuration(cfg));

@@ -54,11 +54,13 @@ bool retryable(const error_code& ec, unsigned status) {
 }  // namespace
 
 pd_request::pd_request(proxy_context& ctx, beast::tcp_stream& client,
-                       http::request<http::string_body>& req, std::string_view target)
+                       http::request<http::string_body>& req, std::string_view target,
+                       access_record& record)
     : ctx_(ctx),
       client_(client),
       req_(req),
       target_(target),
+      record_(record),
       writer_(client, seconds(ctx.cfg.client_write_timeout)),
       framer_(max_event_bytes) {}
 
@@ -68,6 +70,7 @@ net::awaitable<bool> pd_request::run() {
   if (outcome.index() == 1) {
     ctx_.stats.client_disconnect();
     if (status_ == 0) status_ = 499;  // nginx's "client closed request"
+    record_.ending = "client_gone";
     spdlog::info("[{}] client disconnected; upstream closed and load released", request_id_);
     co_return false;
   }
@@ -99,11 +102,21 @@ net::awaitable<bool> pd_request::serve() {
   // Cancellation (the client left) must surface as error codes, not exceptions.
   co_await net::this_coro::throw_if_cancelled(false);
   keep_alive_ = req_.keep_alive();
+  // The client's id, when it is safe to put in headers and logs, lets it follow its request
+  // through both backends' logs; otherwise a fresh one.
+  if (auto it = req_.find("X-Request-Id");
+      it != req_.end() && protocol::is_sane_request_id(it->value())) {
+    request_id_ = it->value();
+  } else {
+    request_id_ = protocol::make_request_id();
+  }
+  record_.id = request_id_;
+  record_.prompt_bytes = req_.body().size();
   if (auto error = protocol::request_splicer::parse(req_.body(), parsed_)) {
+    record_.ending = "rejected";
     co_await send(json_error_response(400, *error, keep_alive_));
     co_return answer_keeps_connection_;
   }
-  request_id_ = protocol::make_request_id();
   lease_ = ctx_.lb.begin_request(req_.body().size());
 
   const protocol::client_request* body = &parsed_;
@@ -112,6 +125,7 @@ net::awaitable<bool> pd_request::serve() {
     if (!kv_transfer_params) break;
     if (co_await decode(*body, *kv_transfer_params) == decode_outcome::answered) break;
     if (!prepare_recompute()) {
+      record_.ending = "upstream_error";
       co_await end_stream_with_error("the decoder preempted the request and it cannot be resumed");
       break;
     }
@@ -165,9 +179,11 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
   for (int k = 1;; ++k) {
     auto to = lease_.choose_prefiller();
     if (!to) {
+      record_.ending = "no_instance";
       co_await answer_error(503, {}, "no prefill instance is available");
       co_return std::nullopt;
     }
+    record_.prefiller = to->to_string();
     upstream_exchange up(co_await net::this_coro::executor);
     auto attempt_start = std::chrono::steady_clock::now();
     auto deadline = attempt_start + seconds(ctx_.cfg.prefill_timeout);
@@ -182,6 +198,7 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - attempt_start).count());
       protocol::prefill_result result;
       if (auto error = protocol::prefill_result::parse(answer, result)) {
+        record_.ending = "upstream_error";
         co_await answer_error(502, {},
                               "prefill instance " + to->to_string() + " answered: " + *error);
         co_return std::nullopt;
@@ -209,9 +226,11 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
   for (int k = 1;; ++k) {
     auto to = lease_.choose_decoder();
     if (!to) {
+      record_.ending = "no_instance";
       co_await answer_error(503, {}, "no decode instance is available");
       co_return decode_outcome::answered;
     }
+    record_.decoder = to->to_string();
     upstream_exchange up(co_await net::this_coro::executor);
     attempt a = co_await start(up, *to, body, seconds(ctx_.cfg.stream_idle_timeout));
     if (!a.ec && a.status / 100 == 2) {
@@ -269,9 +288,11 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_stream(upstream_exc
       events_in_read_ = 0;
       bool written = co_await forward_events({buffer.data(), n});
       ctx_.stats.stream_events(events_in_read_);
+      record_.events += events_in_read_;
       if (!written) {
         // The watcher counts a client it saw leave; count only a failure it did not see.
         if (!client_gone_) ctx_.stats.client_disconnect();
+        record_.ending = "client_gone";
         up.close();  // never leave vLLM generating for a client that is gone
         answer_keeps_connection_ = false;
         co_return decode_outcome::answered;
@@ -288,6 +309,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_stream(upstream_exc
           : ec == http::error::body_limit ? "decode instance sent an oversized SSE event"
                                           : "decode instance failed mid-stream: " + ec.message();
       spdlog::warn("[{}] {}", request_id_, message);
+      record_.ending = ec == beast::error::timeout ? "timeout" : "upstream_error";
       co_await end_stream_with_error(message);
       co_return decode_outcome::answered;
     }
@@ -328,7 +350,9 @@ net::awaitable<bool> pd_request::forward_events(std::string_view piece) {
 void pd_request::note_decode_write() {
   auto now = std::chrono::steady_clock::now();
   if (last_write_ == std::chrono::steady_clock::time_point{}) {
-    ctx_.stats.time_to_first_token(std::chrono::duration<double>(now - started_).count());
+    double ttft = std::chrono::duration<double>(now - started_).count();
+    ctx_.stats.time_to_first_token(ttft);
+    record_.ttft_seconds = ttft;
   } else {
     ctx_.stats.inter_token(std::chrono::duration<double>(now - last_write_).count());
   }
@@ -405,6 +429,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_body(upstream_excha
     up.close();
     if (client_gone_) co_return decode_outcome::answered;
     unsigned status = ec == beast::error::timeout ? 504 : 502;
+    record_.ending = ec == beast::error::timeout ? "timeout" : "upstream_error";
     co_await answer_error(status, {}, "decode instance failed while answering: " + ec.message());
     co_return decode_outcome::answered;
   }
@@ -431,6 +456,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_body(upstream_excha
 net::awaitable<void> pd_request::answer_failure(const char* role,
                                                 const balancer::backend_address& to,
                                                 const attempt& a, const std::string& body) {
+  record_.ending = a.ec == beast::error::timeout ? "timeout" : "upstream_error";
   if (a.ec) {
     bool timed_out = a.ec == beast::error::timeout;
     std::string message = std::string(role) + " instance " + to.to_string() +

@@ -7,6 +7,7 @@
 #include "balancer/request_lease.hpp"
 #include "protocol/client_request.hpp"
 #include "protocol/sse_framer.hpp"
+#include "proxy/access_record.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/chunked_writer.hpp"
 #include "proxy/proxy_context.hpp"
@@ -31,8 +32,9 @@ class upstream_exchange;
 // Lifetime: lives on the session's coroutine frame for one request; `client` and `req` outlive it.
 class pd_request {
  public:
+  // `record` receives what the access line reports: id, backends, TTFT, events, how it ended.
   pd_request(proxy_context& ctx, beast::tcp_stream& client, http::request<http::string_body>& req,
-             std::string_view target);
+             std::string_view target, access_record& record);
 
   // Answers the request completely: the relayed answer, or a JSON error (SSE error event once the
   // stream has begun). Returns whether the client connection can carry another request.
@@ -85,6 +87,7 @@ class pd_request {
   beast::tcp_stream& client_;
   http::request<http::string_body>& req_;
   std::string target_;
+  access_record& record_;
   bool keep_alive_ = false;
   bool answer_keeps_connection_ = false;  // the outcome of the answer sent
   protocol::client_request parsed_;

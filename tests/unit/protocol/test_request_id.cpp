@@ -62,3 +62,19 @@ TEST_CASE("threads draw distinct request ids", "[request_id]") {
   ids.insert(b.begin(), b.end());
   CHECK(ids.size() == 1000);
 }
+
+TEST_CASE("a client's request id is used only when it is sane", "[request_id]") {
+  using glm::protocol::is_sane_request_id;
+  CHECK(is_sane_request_id("abc"));
+  CHECK(is_sane_request_id("cmpl-0f2b.A_9:7"));
+  CHECK(is_sane_request_id(make_request_id()));
+  CHECK(is_sane_request_id(std::string(128, 'x')));
+
+  CHECK_FALSE(is_sane_request_id(""));
+  CHECK_FALSE(is_sane_request_id(std::string(129, 'x')));
+  for (std::string bad : {"a b", "a\"b", "a\\b", "a\rb", "a\nb", "{}", "a/b", "a;b", "é", "a\tb"}) {
+    INFO(bad);
+    CHECK_FALSE(is_sane_request_id(bad));
+  }
+  CHECK_FALSE(is_sane_request_id(std::string("a\0b", 3)));
+}

@@ -1,0 +1,20 @@
+#pragma once
+
+#include <string>
+
+#include "proxy/access_record.hpp"
+
+namespace glm::proxy {
+
+// Sets up spdlog for the whole process: `level` as --log-level takes it, `format` "text" or
+// "json". JSON is one object per line: {"ts","level","request_id"?,"msg"} for messages and
+// {"ts","level","type":"access",...fields} for access lines.
+//
+// A message about a request starts with "[<id>] " (every call site does this); the JSON format
+// moves that id into its own "request_id" field, so log pipelines can join a request's lines.
+void setup_logging(const std::string& level, const std::string& format);
+
+// Writes one access line. Cheap when INFO is off; thread-safe (spdlog's sinks lock).
+void log_access(const access_record& r);
+
+}  // namespace glm::proxy
