@@ -136,29 +136,30 @@ net::awaitable<bool> pd_request::serve() {
 
 net::awaitable<pd_request::attempt> pd_request::start(upstream_exchange& up,
                                                       const balancer::backend_address& to,
-                                                      std::string_view body,
                                                       std::chrono::steady_clock::duration wait) {
   attempt a;
   active_ = &up;
-  if (client_gone_) {
-    a.ec = net::error::operation_aborted;
-    co_return a;
+  const std::string host = to.to_string();
+  const upstream_exchange::post head{target_, host, request_id_, ctx_.cfg.backend_api_key};
+  auto how = upstream_exchange::connection::pooled;
+  for (;;) {
+    if (client_gone_) {
+      a.ec = net::error::operation_aborted;
+      co_return a;
+    }
+    a.ec = co_await up.connect(to, seconds(ctx_.cfg.connect_timeout), how);
+    if (a.ec) co_return a;
+    a.ec = co_await up.send(head, pieces_, wait);
+    if (!a.ec) a.ec = co_await up.read_header(wait);
+    // A kept-alive connection the backend closed before reading the request: that is no failure
+    // of the backend, and the request was not seen, so it goes again once on a new connection.
+    // A timeout is not that: the backend may be working on it.
+    if (a.ec && up.reused() && !up.answer_started() && a.ec != beast::error::timeout) {
+      how = upstream_exchange::connection::fresh;
+      continue;
+    }
+    break;
   }
-  a.ec = co_await up.connect(to, seconds(ctx_.cfg.connect_timeout));
-  if (a.ec) co_return a;
-
-  upstream_exchange::request req{http::verb::post, target_, 11};
-  req.set(http::field::host, to.to_string());
-  req.set(http::field::content_type, "application/json");
-  req.set("X-Request-Id", request_id_);
-  if (!ctx_.cfg.backend_api_key.empty()) {
-    req.set(http::field::authorization, "Bearer " + ctx_.cfg.backend_api_key);
-  }
-  req.body() = {body.data(), body.size()};
-  req.prepare_payload();
-  a.ec = co_await up.send(req, wait);
-  if (a.ec) co_return a;
-  a.ec = co_await up.read_header(wait);
   if (!a.ec) a.status = up.status();
   co_return a;
 }
@@ -174,7 +175,6 @@ net::awaitable<bool> pd_request::retry_pause(int attempt_number) {
 
 net::awaitable<std::optional<std::string>> pd_request::prefill(
     const protocol::client_request& request) {
-  const std::string body = protocol::request_splicer::prefill_body(request);
   const int attempts = std::max(1, ctx_.cfg.max_retries);
   for (int k = 1;; ++k) {
     auto to = lease_.choose_prefiller();
@@ -187,9 +187,11 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
     upstream_exchange up(co_await net::this_coro::executor);
     auto attempt_start = std::chrono::steady_clock::now();
     auto deadline = attempt_start + seconds(ctx_.cfg.prefill_timeout);
-    attempt a = co_await start(up, *to, body, seconds(ctx_.cfg.prefill_timeout));
+    protocol::request_splicer::prefill_pieces(request, pieces_);
+    attempt a = co_await start(up, *to, seconds(ctx_.cfg.prefill_timeout));
     std::string answer;
     if (!a.ec) a.ec = co_await up.read_body(answer, ctx_.cfg.max_body_bytes, deadline);
+    if (!a.ec) up.recycle(*to);
     active_ = nullptr;
     if (client_gone_) co_return std::nullopt;
     if (!a.ec && a.status / 100 == 2) {
@@ -221,7 +223,6 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
 
 net::awaitable<pd_request::decode_outcome> pd_request::decode(
     const protocol::client_request& request, std::string_view kv_transfer_params) {
-  const std::string body = protocol::request_splicer::decode_body(request, kv_transfer_params);
   const int attempts = std::max(1, ctx_.cfg.max_retries);
   for (int k = 1;; ++k) {
     auto to = lease_.choose_decoder();
@@ -232,9 +233,12 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
     }
     record_.decoder = to->to_string();
     upstream_exchange up(co_await net::this_coro::executor);
-    attempt a = co_await start(up, *to, body, seconds(ctx_.cfg.stream_idle_timeout));
+    protocol::request_splicer::decode_pieces(request, kv_transfer_params, pieces_);
+    attempt a = co_await start(up, *to, seconds(ctx_.cfg.stream_idle_timeout));
     if (!a.ec && a.status / 100 == 2) {
       auto outcome = parsed_.stream ? co_await relay_stream(up) : co_await relay_body(up);
+      // Kept only if the answer was read to its end (relay_* close it on every other way out).
+      up.recycle(*to);
       active_ = nullptr;
       co_return outcome;
     }
@@ -242,8 +246,10 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
     if (!a.ec) {
       // The error body is for the client; a broken one still leaves the status to report.
       auto deadline = std::chrono::steady_clock::now() + seconds(ctx_.cfg.stream_idle_timeout);
-      co_await up.read_body(answer, std::min<std::size_t>(ctx_.cfg.max_body_bytes, 1 << 20),
-                            deadline);
+      if (!co_await up.read_body(answer, std::min<std::size_t>(ctx_.cfg.max_body_bytes, 1 << 20),
+                                 deadline)) {
+        up.recycle(*to);
+      }
     }
     active_ = nullptr;
     if (client_gone_) co_return decode_outcome::answered;
