@@ -22,8 +22,10 @@ namespace {
 using protocol::response_rewriter;
 
 // Relay buffer: one read from the decoder is written to the client before the next read, so a
-// slow client slows the decoder instead of growing memory.
-constexpr std::size_t relay_buffer_bytes = 8 * 1024;
+// slow client slows the decoder instead of growing memory. It lives in every open stream's
+// coroutine frame; 4 KiB (nginx's smallest proxy buffer) holds a dozen vLLM chunks, and an event
+// larger than a read is reassembled by the framer.
+constexpr std::size_t relay_buffer_bytes = 4 * 1024;
 // An SSE event split over reads is held until it is complete; no real event is near this.
 constexpr std::size_t max_event_bytes = 4 << 20;
 // The reference's default when the client gives no max_tokens.
