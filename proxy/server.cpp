@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/http_session.hpp"
+#include "proxy/upstream_pool.hpp"
 
 namespace glm::proxy {
 namespace {
@@ -111,6 +112,7 @@ int server::run() {
   net::co_spawn(*workers_[0], accept_loop(), net::detached);
   net::co_spawn(*workers_[0], wait_for_signal(), net::detached);
   net::co_spawn(*workers_[0], prober_.run(), net::detached);
+  for (auto& w : workers_) net::co_spawn(*w, upstream_pool::evict_periodically(), net::detached);
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     threads.emplace_back([w = workers_[i].get()] { w->run(); });

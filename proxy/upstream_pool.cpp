@@ -63,6 +63,18 @@ void upstream_pool::sweep(std::chrono::steady_clock::time_point now) {
   }
 }
 
+net::awaitable<void> upstream_pool::evict_periodically() {
+  auto ex = co_await net::this_coro::executor;
+  upstream_pool& pool = of(ex);
+  net::steady_timer tick(ex);
+  for (;;) {
+    tick.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await tick.async_wait(use_nothrow);
+    if (ec) co_return;
+    pool.evict_expired();
+  }
+}
+
 void upstream_pool::shutdown() {
   backends_.clear();
 }

@@ -43,6 +43,13 @@ class upstream_pool : public net::execution_context::service {
 
   std::size_t idle_count() const;
 
+  // Closes connections idle for max_idle or longer. take() and put() do this as they go; the
+  // server also calls it every second, so a quiet backend's connections do not sit half-closed.
+  void evict_expired() { sweep(std::chrono::steady_clock::now()); }
+
+  // Calls evict_expired() every second until the io_context stops.
+  static net::awaitable<void> evict_periodically();
+
  private:
   struct idle_connection {
     tcp::socket socket;
