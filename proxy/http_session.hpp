@@ -26,7 +26,6 @@ class http_session {
   net::awaitable<bool> dispatch(http::request<http::string_body>& req);
   net::awaitable<bool> send(http::response<http::string_body> res);
   net::awaitable<void> linger();
-  std::string healthcheck_body() const;
   static std::string_view metrics_endpoint(std::string_view path);
 
   proxy_context& ctx_;
