@@ -7,6 +7,7 @@
 
 #include "protocol/request_splicer.hpp"
 #include "proxy/admin_endpoints.hpp"
+#include "proxy/health_report.hpp"
 #include "proxy/json_response.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/pd_request.hpp"
@@ -175,7 +176,7 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
       res.set(http::field::allow, "GET");
       co_return co_await send(std::move(res)) && keep_alive;
     }
-    co_return co_await send(json_response(200, healthcheck_body(), keep_alive)) && keep_alive;
+    co_return co_await send(json_response(200, health_report(ctx_.lb), keep_alive)) && keep_alive;
   }
   if (path == "/metrics") {
     if (req.method() != http::verb::get) {
@@ -216,14 +217,6 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
   co_return co_await send(
       json_error_response(404, "no such endpoint: " + std::string(path), keep_alive)) &&
       keep_alive;
-}
-
-std::string http_session::healthcheck_body() const {
-  using balancer::role;
-  return R"({"status":"ok","prefill_instances":)" +
-         std::to_string(ctx_.lb.active_count(role::prefill)) + R"(,"decode_instances":)" +
-         std::to_string(ctx_.lb.active_count(role::decode)) + R"(,"request_num":)" +
-         std::to_string(ctx_.lb.request_num()) + "}";
 }
 
 std::string_view http_session::metrics_endpoint(std::string_view path) {

@@ -29,7 +29,6 @@ class http_session {
   net::awaitable<void> linger();
   // Reads a Content-Length body into the parser's message, bypassing the parser.
   net::awaitable<error_code> read_sized_body(http::request_parser<http::string_body>& parser);
-  std::string healthcheck_body() const;
   static std::string_view metrics_endpoint(std::string_view path);
 
   proxy_context& ctx_;

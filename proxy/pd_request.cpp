@@ -53,6 +53,11 @@ bool retryable(const error_code& ec, unsigned status) {
   return ec || status != 400;
 }
 
+// A 4xx is the request's fault, which any instance would answer alike: it must not eject one.
+bool instance_fault(const error_code& ec, unsigned status) {
+  return ec || status / 100 != 4;
+}
+
 }  // namespace
 
 pd_request::pd_request(proxy_context& ctx, beast::tcp_stream& client,
@@ -182,7 +187,7 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
     auto to = lease_.choose_prefiller();
     if (!to) {
       record_.ending = "no_instance";
-      co_await answer_error(503, {}, "no prefill instance is available");
+      co_await answer_no_instance(balancer::role::prefill);
       co_return std::nullopt;
     }
     record_.prefiller = to->to_string();
@@ -203,17 +208,19 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
       protocol::prefill_result result;
       if (auto error = protocol::prefill_result::parse(answer, result)) {
         record_.ending = "upstream_error";
+        lease_.prefill_failed();
         co_await answer_error(502, {},
                               "prefill instance " + to->to_string() + " answered: " + *error);
         co_return std::nullopt;
       }
       cached_tokens_ = result.cached_tokens;
+      lease_.prefill_succeeded();
       co_return std::move(result.kv_transfer_params);
     }
     spdlog::warn("[{}] prefill attempt {}/{} on {} failed: {}", request_id_, k, attempts,
                  to->to_string(), a.ec ? a.ec.message() : "HTTP " + std::to_string(a.status));
     ctx_.stats.upstream_error(balancer::role::prefill, to->to_string(), error_kind(a));
-    lease_.prefill_failed();
+    lease_.prefill_failed(instance_fault(a.ec, a.status));
     if (k >= attempts || !retryable(a.ec, a.status)) {
       co_await answer_failure("prefill", *to, a, answer);
       co_return std::nullopt;
@@ -230,7 +237,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
     auto to = lease_.choose_decoder();
     if (!to) {
       record_.ending = "no_instance";
-      co_await answer_error(503, {}, "no decode instance is available");
+      co_await answer_no_instance(balancer::role::decode);
       co_return decode_outcome::answered;
     }
     record_.decoder = to->to_string();
@@ -238,6 +245,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
     protocol::request_splicer::decode_pieces(request, kv_transfer_params, pieces_);
     attempt a = co_await start(up, *to, seconds(ctx_.cfg.stream_idle_timeout));
     if (!a.ec && a.status / 100 == 2) {
+      lease_.decode_succeeded();
       auto outcome = parsed_.stream ? co_await relay_stream(up) : co_await relay_body(up);
       // Kept only if the answer was read to its end (relay_* close it on every other way out).
       up.recycle(*to);
@@ -258,7 +266,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
     spdlog::warn("[{}] decode attempt {}/{} on {} failed: {}", request_id_, k, attempts,
                  to->to_string(), a.ec ? a.ec.message() : "HTTP " + std::to_string(a.status));
     ctx_.stats.upstream_error(balancer::role::decode, to->to_string(), error_kind(a));
-    lease_.decode_failed();
+    lease_.decode_failed(instance_fault(a.ec, a.status));
     if (k >= attempts || !retryable(a.ec, a.status)) {
       co_await answer_failure("decode", *to, a, answer);
       co_return decode_outcome::answered;
@@ -489,6 +497,19 @@ net::awaitable<void> pd_request::answer_error(unsigned status, std::string body,
   } else {
     co_await send(json_response(status, std::move(body), keep_alive_));
   }
+}
+
+net::awaitable<void> pd_request::answer_no_instance(balancer::role kind) {
+  ctx_.stats.refused("no_instance");
+  std::string message = "no " + std::string(balancer::to_string(kind)) + " instance is available";
+  if (writer_.header_sent()) {
+    co_await end_stream_with_error(message);
+    co_return;
+  }
+  // Every instance of the role is ejected or removed: tell the client when one may be back.
+  auto res = json_error_response(503, message, keep_alive_);
+  res.set(http::field::retry_after, std::to_string(ctx_.lb.retry_after(kind).count()));
+  co_await send(std::move(res));
 }
 
 net::awaitable<void> pd_request::end_stream_with_error(std::string_view message) {

@@ -81,6 +81,8 @@ class pd_request {
                                       const attempt& a, const std::string& body);
   // Answers an error: a JSON response, or an SSE error event once the stream has begun.
   net::awaitable<void> answer_error(unsigned status, std::string body, std::string_view message);
+  // Answers "no instance of this role can be chosen": a 503 with Retry-After.
+  net::awaitable<void> answer_no_instance(balancer::role kind);
   net::awaitable<void> send(http::response<http::string_body> res);
   net::awaitable<void> end_stream_with_error(std::string_view message);
 

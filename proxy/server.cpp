@@ -19,6 +19,8 @@ balancer::balancer::options balancer_options(const config& cfg) {
   o.max_waiting_retries = cfg.max_waiting_retries;
   o.waiting_retry_interval =
       std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.waiting_retry_interval));
+  o.eject_after = cfg.eject_after;
+  o.eject_base = std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.eject_seconds));
   return o;
 }
 
