@@ -54,6 +54,10 @@ std::string_view json_error::type_for(int status) {
   switch (status) {
     case 400:
       return "BadRequestError";
+    case 401:
+      return "AuthenticationError";
+    case 403:
+      return "PermissionDeniedError";
     case 404:
       return "NotFoundError";
     case 405:

@@ -12,9 +12,10 @@ class json_error {
   // `message` is escaped as a JSON string (quotes, backslashes, control bytes).
   static std::string make(std::string_view message, std::string_view type, int code);
 
-  // The vLLM error type for an HTTP status: 400 BadRequestError, 404 NotFoundError, 405
-  // MethodNotAllowed, 413 RequestEntityTooLarge, 503 ServiceUnavailableError, 504 GatewayTimeout,
-  // other 4xx BadRequestError, other 5xx InternalServerError.
+  // The vLLM error type for an HTTP status: 400 BadRequestError, 401 AuthenticationError, 403
+  // PermissionDeniedError, 404 NotFoundError, 405 MethodNotAllowed, 413 RequestEntityTooLarge,
+  // 503 ServiceUnavailableError, 504 GatewayTimeout, other 4xx BadRequestError, other 5xx
+  // InternalServerError. 401 and 403 take the OpenAI client's exception names, as 400 and 404 do.
   static std::string_view type_for(int status);
 
   // An upstream error body made fit for a client: a body that is already a JSON object passes

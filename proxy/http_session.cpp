@@ -3,10 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/core/string.hpp>
 
 #include "protocol/request_splicer.hpp"
 #include "proxy/admin_endpoints.hpp"
+#include "proxy/client_departure.hpp"
 #include "proxy/health_report.hpp"
 #include "proxy/json_response.hpp"
 #include "proxy/logging.hpp"
@@ -14,8 +16,23 @@
 
 namespace glm::proxy {
 
-http_session::http_session(proxy_context& ctx, tcp::socket socket)
-    : ctx_(ctx), stream_(std::move(socket)), buffer_(ctx.cfg.max_header_bytes + 8192) {}
+namespace {
+
+// A queue timeout beyond this is "wait as long as it takes"; it keeps the timer arithmetic finite.
+constexpr double max_queue_seconds = 365.0 * 24 * 3600;
+
+bool is_completion(std::string_view path) {
+  return path == "/v1/completions" || path == "/v1/chat/completions";
+}
+
+}  // namespace
+
+http_session::http_session(proxy_context& ctx, tcp::socket socket, connection_gate::ticket place)
+    : ctx_(ctx),
+      place_(std::move(place)),
+      policy_(ctx.cfg.api_key, ctx.cfg.admin_token),
+      stream_(std::move(socket)),
+      buffer_(ctx.cfg.max_header_bytes + 8192) {}
 
 net::awaitable<void> http_session::run() {
   ctx_.stats.connection_opened();
@@ -27,6 +44,7 @@ net::awaitable<void> http_session::run() {
   stream_.socket().set_option(tcp::no_delay(true), ignored);
   if (auto peer = stream_.socket().remote_endpoint(ignored); !ignored) {
     auto addr = peer.address();
+    peer_address_ = addr;
     peer_ = (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" +
             std::to_string(peer.port());
   }
@@ -43,6 +61,7 @@ net::awaitable<void> http_session::run() {
     auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_nothrow);
     if (ec == http::error::header_limit) {
       co_await send(json_error_response(431, "request headers are too large", false));
+      ctx_.stats.refused("headers_too_large");
       ctx_.stats.request_done("invalid", last_status_, 0);
       break;
     }
@@ -50,6 +69,7 @@ net::awaitable<void> http_session::run() {
       co_await send(json_error_response(
           413, "request body is larger than " + std::to_string(ctx_.cfg.max_body_bytes) + " bytes",
           false));
+      ctx_.stats.refused("body_too_large");
       ctx_.stats.request_done("invalid", last_status_, 0);
       break;
     }
@@ -57,6 +77,7 @@ net::awaitable<void> http_session::run() {
       if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
           ec != net::error::connection_reset && ec != net::error::eof) {
         co_await send(json_error_response(400, "malformed HTTP request: " + ec.message(), false));
+        ctx_.stats.refused("malformed");
         ctx_.stats.request_done("invalid", last_status_, 0);
       }
       break;
@@ -81,6 +102,7 @@ net::awaitable<void> http_session::run() {
       co_await send(json_error_response(
           413, "request body is larger than " + std::to_string(ctx_.cfg.max_body_bytes) + " bytes",
           false));
+      ctx_.stats.refused("body_too_large");
       ctx_.stats.request_done("invalid", last_status_, 0);
       break;
     }
@@ -89,6 +111,7 @@ net::awaitable<void> http_session::run() {
           ec != net::error::connection_reset && ec != net::error::eof &&
           ec != http::error::partial_message) {
         co_await send(json_error_response(400, "malformed HTTP request: " + ec.message(), false));
+        ctx_.stats.refused("malformed");
         ctx_.stats.request_done("invalid", last_status_, 0);
       }
       break;
@@ -159,11 +182,22 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
   std::string_view path = target.substr(0, target.find('?'));
   bool keep_alive = req.keep_alive();
 
-  if (path == "/v1/completions" || path == "/v1/chat/completions") {
+  if (is_completion(path)) {
     if (req.method() != http::verb::post) {
       auto res = json_error_response(405, "method not allowed; use POST", keep_alive);
       res.set(http::field::allow, "POST");
       co_return co_await send(std::move(res)) && keep_alive;
+    }
+    if (auto keep =
+            co_await refuse(policy_.inference(req[http::field::authorization]), keep_alive)) {
+      co_return *keep;
+    }
+    // Held until the answer has ended, however it ends.
+    inflight_gate::slot place;
+    if (ctx_.inflight.limit() != 0) {
+      auto admitted = co_await admit(keep_alive);
+      if (!admitted.place) co_return admitted.keep_connection;
+      place = std::move(admitted.place);
     }
     pd_request pd(ctx_, stream_, req, path, record_);
     bool keep = co_await pd.run();
@@ -188,6 +222,7 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
     res.set(http::field::server, "glm-proxy");
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.keep_alive(keep_alive);
+    ctx_.stats.inflight_gate_state(ctx_.inflight.inflight(), ctx_.inflight.waiting());
     res.body() = ctx_.stats.serialize(ctx_.lb);
     res.prepare_payload();
     co_return co_await send(std::move(res)) && keep_alive;
@@ -201,6 +236,10 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
       res.set(http::field::allow, is_get ? "GET" : "POST");
       co_return co_await send(std::move(res)) && keep_alive;
     }
+    auto authorization = req[http::field::authorization];
+    auto verdict =
+        is_get ? policy_.inference(authorization) : policy_.admin(authorization, peer_address_);
+    if (auto keep = co_await refuse(verdict, keep_alive)) co_return *keep;
     admin_endpoints admin(ctx_);
     admin_endpoints::response res;
     if (path == "/v1/models") {
@@ -217,6 +256,68 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
   co_return co_await send(
       json_error_response(404, "no such endpoint: " + std::string(path), keep_alive)) &&
       keep_alive;
+}
+
+net::awaitable<std::optional<bool>> http_session::refuse(access_policy::verdict verdict,
+                                                         bool keep_alive) {
+  if (verdict == access_policy::verdict::allowed) co_return std::nullopt;
+  record_.ending = "rejected";
+  if (verdict == access_policy::verdict::unauthorized) {
+    ctx_.stats.refused("unauthorized");
+    // The message never says which part was wrong, nor echoes what was sent.
+    auto res = json_error_response(
+        401, "missing or invalid bearer token in the Authorization header", keep_alive);
+    res.set(http::field::www_authenticate, "Bearer");
+    co_return co_await send(std::move(res)) && keep_alive;
+  }
+  ctx_.stats.refused("forbidden");
+  co_return co_await send(json_error_response(
+      403,
+      "this endpoint answers loopback clients only; start glm-proxy with --admin-token to "
+      "use it remotely",
+      keep_alive)) &&
+      keep_alive;
+}
+
+net::awaitable<http_session::admission> http_session::admit(bool keep_alive) {
+  using namespace net::experimental::awaitable_operators;
+  auto& gate = ctx_.inflight;
+  admission out;
+  // The common case, a free slot, costs one short lock and no coroutine.
+  if (auto place = gate.try_acquire()) {
+    out.place = std::move(*place);
+    co_return out;
+  }
+  auto outcome = inflight_gate::outcome::full;
+  if (ctx_.cfg.queue_timeout > 0) {
+    // Wait in line, but not for a client that has gone: its place in line goes to the next one.
+    auto wait = seconds(std::min(ctx_.cfg.queue_timeout, max_queue_seconds));
+    auto waited = co_await (gate.acquire(wait) || client_departure::wait(stream_.socket()));
+    if (waited.index() == 1) {
+      ctx_.stats.client_disconnect();
+      record_.ending = "client_gone";
+      last_status_ = 499;  // nginx's "client closed request"
+      out.keep_connection = false;
+      co_return out;
+    }
+    auto& admitted = std::get<0>(waited);
+    if (admitted.result == inflight_gate::outcome::admitted) {
+      out.place = std::move(admitted.held);
+      co_return out;
+    }
+    outcome = admitted.result;
+  }
+  bool timed_out = outcome == inflight_gate::outcome::timed_out;
+  ctx_.stats.refused(timed_out ? "queue_timeout" : "max_inflight");
+  record_.ending = "rejected";
+  std::string message =
+      timed_out
+          ? "no request slot came free within the queue timeout; retry later"
+          : "too many requests in flight (limit " + std::to_string(gate.limit()) + "); retry later";
+  auto res = json_error_response(503, message, keep_alive);
+  res.set(http::field::retry_after, "1");
+  out.keep_connection = co_await send(std::move(res)) && keep_alive;
+  co_return out;
 }
 
 std::string_view http_session::metrics_endpoint(std::string_view path) {

@@ -55,7 +55,16 @@ metrics::metrics()
                        .Add({})),
       refusals_(named(prometheus::BuildCounter(), "glm_proxy_refusals_total",
                       "Requests and connections turned away by a limit or a check, by reason",
-                      *registry_)) {
+                      *registry_)),
+      gate_inflight_(
+          named(prometheus::BuildGauge(), "glm_proxy_inflight_requests",
+                "Completion requests holding a --max-inflight slot (0 without the limit)",
+                *registry_)
+              .Add({})),
+      gate_waiting_(named(prometheus::BuildGauge(), "glm_proxy_queued_requests",
+                          "Completion requests waiting in line for a --max-inflight slot",
+                          *registry_)
+                        .Add({})) {
   // Known label sets start at 0, so rate() sees the first retry.
   for (auto role : {balancer::role::prefill, balancer::role::decode}) {
     retries_.Add({{"role", std::string(balancer::to_string(role))}});
@@ -113,6 +122,11 @@ void metrics::connection_closed() {
 
 void metrics::refused(std::string_view reason) {
   refusals_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void metrics::inflight_gate_state(std::size_t inflight, std::size_t waiting) {
+  gate_inflight_.Set(static_cast<double>(inflight));
+  gate_waiting_.Set(static_cast<double>(waiting));
 }
 
 std::string metrics::serialize(const balancer::balancer& lb) const {

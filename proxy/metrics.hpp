@@ -40,6 +40,9 @@ class metrics {
   // max_inflight, queue_timeout, unauthorized, forbidden, body_too_large, headers_too_large,
   // malformed, no_instance.
   void refused(std::string_view reason);
+  // The --max-inflight gate as the scrape finds it: requests holding a slot and requests waiting
+  // in line. Set just before serialize(), like the backend gauges, so it cannot drift.
+  void inflight_gate_state(std::size_t inflight, std::size_t waiting);
 
   // The text exposition format (version 0.0.4).
   std::string serialize(const balancer::balancer& lb) const;
@@ -58,6 +61,8 @@ class metrics {
   prometheus::Counter& stream_events_;
   prometheus::Gauge& connections_;
   prometheus::Family<prometheus::Counter>& refusals_;
+  prometheus::Gauge& gate_inflight_;
+  prometheus::Gauge& gate_waiting_;
 };
 
 }  // namespace glm::proxy

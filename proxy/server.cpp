@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxy/connection_refusal.hpp"
 #include "proxy/http_session.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -24,12 +25,31 @@ balancer::balancer::options balancer_options(const config& cfg) {
   return o;
 }
 
+// Refused connections that may linger at once (see connection_refusal); a flood beyond this is
+// closed at once instead of holding more descriptors.
+constexpr std::size_t max_lingering_refusals = 256;
+
+void log_exception(std::exception_ptr e) {
+  // Nothing on the request path throws by design; if something does, lose the connection, not
+  // the process.
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    spdlog::error("session ended by an exception: {}", x.what());
+  }
+}
+
 }  // namespace
 
 server::server(const config& cfg)
     : cfg_(cfg),
       lb_(cfg.prefillers, cfg.decoders, balancer_options(cfg)),
-      ctx_{cfg_, lb_, metrics_},
+      connections_(cfg.max_connections),
+      lingering_refusals_(max_lingering_refusals),
+      // The line is as long as the limit: past that, waiting would only pile up latency.
+      inflight_(cfg.max_inflight, cfg.max_inflight),
+      ctx_{cfg_, lb_, metrics_, inflight_},
       workers_(make_workers(cfg.workers)),
       acceptor_(*workers_[0]),
       prober_(ctx_) {
@@ -77,16 +97,16 @@ net::awaitable<void> server::accept_loop() {
       co_await pause.async_wait(use_nothrow);
       continue;
     }
-    net::co_spawn(worker, http_session::serve(ctx_, std::move(socket)), [](std::exception_ptr e) {
-      // Nothing on the request path throws by design; if something does, lose the connection,
-      // not the process.
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        spdlog::error("session ended by an exception: {}", x.what());
-      }
-    });
+    // Counted here, on the accepting thread, so the limit holds across all workers; the place
+    // is given back by the session's frame on whichever worker it ends.
+    auto place = connections_.try_enter();
+    if (!place) {
+      net::co_spawn(worker, connection_refusal::serve(ctx_, std::move(socket), lingering_refusals_),
+                    log_exception);
+      continue;
+    }
+    net::co_spawn(worker, http_session::serve(ctx_, std::move(socket), std::move(*place)),
+                  log_exception);
   }
 }
 
@@ -100,12 +120,18 @@ net::awaitable<void> server::wait_for_signal() {
   acceptor_.close(ignored);
   auto deadline = std::chrono::steady_clock::now() + seconds(cfg_.drain_timeout);
   net::steady_timer tick(acceptor_.get_executor());
-  while (lb_.request_num() > 0 && std::chrono::steady_clock::now() < deadline) {
+  // Requests waiting in the --max-inflight line have been received too: they get the same
+  // deadline to be admitted and served.
+  auto busy = [this] {
+    return lb_.request_num() > 0 || inflight_.inflight() > 0 || inflight_.waiting() > 0;
+  };
+  while (busy() && std::chrono::steady_clock::now() < deadline) {
     tick.expires_after(std::chrono::milliseconds(20));
     co_await tick.async_wait(use_nothrow);
   }
-  if (lb_.request_num() > 0) {
-    spdlog::warn("drain timeout: {} request(s) still in flight are cut", lb_.request_num());
+  if (busy()) {
+    spdlog::warn("drain timeout: {} request(s) still in flight and {} waiting are cut",
+                 lb_.request_num(), inflight_.waiting());
   }
   for (auto& w : workers_) w->stop();
 }
@@ -121,6 +147,9 @@ int server::run() {
   }
   workers_[0]->run();
   for (auto& t : threads) t.join();
+  // The workers are stopped; their io_contexts (and the waiters suspended on them) go with this
+  // server. A slot given back from now on must not be handed to such a waiter.
+  inflight_.close();
   spdlog::info("stopped");
   return 0;
 }

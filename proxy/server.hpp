@@ -7,6 +7,8 @@
 #include "balancer/balancer.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/config.hpp"
+#include "proxy/connection_gate.hpp"
+#include "proxy/inflight_gate.hpp"
 #include "proxy/instance_prober.hpp"
 #include "proxy/proxy_context.hpp"
 
@@ -15,7 +17,11 @@ namespace glm::proxy {
 // The listening socket and the worker threads. Each worker runs its own io_context; accepted
 // connections are dealt to the workers in turn and stay on theirs for life, so a request's client
 // socket, upstream sockets and timers share one thread and need no lock. The workers share only the
-// balancer.
+// balancer and the limits' counters.
+//
+// Every connection is accepted, also over --max-connections: one that does not fit is answered
+// with a 503 and closed rather than left in the kernel's backlog, where the client would hang
+// until its own timeout.
 class server {
  public:
   explicit server(const config& cfg);
@@ -36,6 +42,11 @@ class server {
   const config& cfg_;
   balancer::balancer lb_;
   metrics metrics_;
+  // Declared before the workers: the io_contexts' destruction destroys session frames, which
+  // give their places back to these.
+  connection_gate connections_;
+  connection_gate lingering_refusals_;
+  inflight_gate inflight_;
   proxy_context ctx_;
   std::vector<std::unique_ptr<net::io_context>> workers_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;

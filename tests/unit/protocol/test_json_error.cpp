@@ -69,7 +69,8 @@ TEST_CASE("type_for maps statuses to vLLM's error types", "[json_error]") {
   CHECK(json_error::type_for(413) == "RequestEntityTooLarge");
   CHECK(json_error::type_for(503) == "ServiceUnavailableError");
   CHECK(json_error::type_for(504) == "GatewayTimeout");
-  CHECK(json_error::type_for(401) == "BadRequestError");
+  CHECK(json_error::type_for(401) == "AuthenticationError");
+  CHECK(json_error::type_for(403) == "PermissionDeniedError");
   CHECK(json_error::type_for(422) == "BadRequestError");
   CHECK(json_error::type_for(429) == "BadRequestError");
   CHECK(json_error::type_for(500) == "InternalServerError");
