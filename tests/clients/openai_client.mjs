@@ -1,21 +1,32 @@
 // Runs the official OpenAI Node SDK against glm-proxy and prints what the SDK made of each answer
 // as one JSON object on stdout, for tests/e2e/test_clients.py to assert on.
 //
-//   node openai_client.mjs http://127.0.0.1:PORT/v1
+//   node openai_client.mjs http://127.0.0.1:PORT/v1 [node-fetch|builtin]
 //
 // Every case is recorded, successes and SDK errors alike ({"error": {...}}); the script exits
-// non-zero only if it could not run at all. Works on Node 18 (Debian 12's) and later.
+// non-zero only if it could not run at all. Works on Node 18 (Debian 12's) and later; on Debian's
+// 18.20.4+dfsg-1~deb12u3 the SDK's default transport (node-fetch 2) reports a false "Premature
+// close" at the end of every chunked stream, from any server (node-fetch#1767), which is why the
+// built-in fetch transport is offered too.
 import OpenAI from 'openai';
 import { VERSION } from 'openai/version';
 
-const baseURL = process.argv[2];
-if (!baseURL) {
-  console.error('usage: node openai_client.mjs BASE_URL');
+const [baseURL, transport = 'node-fetch'] = process.argv.slice(2);
+if (!baseURL || !['node-fetch', 'builtin'].includes(transport)) {
+  console.error('usage: node openai_client.mjs BASE_URL [node-fetch|builtin]');
   process.exit(2);
 }
 
 // No retries: a retried request would hide the first answer, which is the one under test.
-const client = new OpenAI({ baseURL, apiKey: 'sk-glm-proxy-test', maxRetries: 0, timeout: 30000 });
+// Transport: the SDK's default on Node (node-fetch 2), or Node's built-in fetch (undici) through
+// the SDK's documented `fetch` option.
+const client = new OpenAI({
+  baseURL,
+  apiKey: 'sk-glm-proxy-test',
+  maxRetries: 0,
+  timeout: 30000,
+  ...(transport === 'builtin' ? { fetch: globalThis.fetch } : {}),
+});
 const model = 'mock-model';
 
 function describeError(e) {
@@ -123,7 +134,7 @@ const cases = {
   },
 };
 
-const results = { node: process.version, sdk: VERSION };
+const results = { node: process.version, sdk: VERSION, transport };
 for (const [name, run] of Object.entries(cases)) {
   try {
     results[name] = await run();

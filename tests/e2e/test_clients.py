@@ -52,19 +52,48 @@ class ClientCase(ClusterTestCase):
         self.skipTest(problem)
 
 
+def node_major():
+    out = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+    return int(re.match(r"v(\d+)", out).group(1))
+
+
 class OpenAINodeSDKTests(ClientCase):
+    """The SDK with its default transport on Node (node-fetch 2) and with Node's built-in fetch
+    (its documented `fetch` option)."""
+
     def setUp(self):
         self.require(node_problem())
         super().setUp()
 
-    def test_sdk_against_the_proxy(self):
+    def run_sdk(self, transport):
         r = subprocess.run(["node", os.path.join(CLIENTS_DIR, "openai_client.mjs"),
-                            f"http://127.0.0.1:{self.port}/v1"],
+                            f"http://127.0.0.1:{self.port}/v1", transport],
                            cwd=CLIENTS_DIR, capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, f"stdout {r.stdout!r}\nstderr {r.stderr!r}")
         out = json.loads(r.stdout)
         self.assertTrue(out["sdk"].startswith("4."), out["sdk"])
+        self.assertEqual(out["transport"], transport)
+        return out
 
+    def test_builtin_fetch(self):
+        out = self.run_sdk("builtin")
+        self.check_answers(out)
+        self.check_streams(out)
+        wait_no_load(self.port)
+
+    def test_default_transport(self):
+        out = self.run_sdk("node-fetch")
+        self.check_answers(out)
+        if node_major() < 20:
+            # node-fetch 2 reports a false "Premature close" after a complete chunked answer on a
+            # keep-alive socket with the http module of Debian 12's node 18.20.4+dfsg-1~deb12u3
+            # (node-fetch#1767, nodejs/node#63989); it does so against mock-vllm directly too.
+            # The streams are checked through the built-in fetch above.
+            return
+        self.check_streams(out)
+        wait_no_load(self.port)
+
+    def check_answers(self, out):
         c = out["completion"]
         self.assertNotIn("error", c, c)
         self.assertEqual(c["text"], tokens_text(5))
@@ -74,6 +103,20 @@ class OpenAINodeSDKTests(ClientCase):
         self.assertEqual(c["usage"]["prompt_tokens_details"]["cached_tokens"], CACHED_TOKENS)
         self.assertRegex(c["requestId"] or "", UUID_RE)
 
+        ch = out["chat"]
+        self.assertNotIn("error", ch, ch)
+        self.assertEqual(ch["text"], tokens_text(4))
+        self.assertEqual(ch["role"], "assistant")
+        self.assertEqual(ch["usage"]["completion_tokens"], 4)
+
+        # The decoder's 400 reaches the SDK as its BadRequestError, message intact.
+        e = out["decodeError"]["error"]
+        self.assertEqual((e["name"], e["status"]), ("BadRequestError", 400), e)
+        self.assertIn("maximum context length", e["message"])
+
+        self.assertEqual(out["models"], {"ids": ["mock-model"]})
+
+    def check_streams(self, out):
         # The SDK parses each SSE event, stops at [DONE]: 6 token chunks and the usage chunk.
         s = out["completionStream"]
         self.assertTrue(s["completed"], s)
@@ -83,22 +126,12 @@ class OpenAINodeSDKTests(ClientCase):
         self.assertEqual(s["usage"]["completion_tokens"], 6)
         self.assertEqual(s["usage"]["prompt_tokens_details"]["cached_tokens"], CACHED_TOKENS)
 
-        ch = out["chat"]
-        self.assertNotIn("error", ch, ch)
-        self.assertEqual(ch["text"], tokens_text(4))
-        self.assertEqual(ch["role"], "assistant")
-        self.assertEqual(ch["usage"]["completion_tokens"], 4)
-
         cs = out["chatStream"]
         self.assertTrue(cs["completed"], cs)
+        self.assertEqual(cs["chunks"], 8, cs)
         self.assertEqual(cs["text"], tokens_text(7))
         self.assertEqual(cs["usage"]["completion_tokens"], 7)
         self.assertEqual(cs["usage"]["prompt_tokens_details"]["cached_tokens"], CACHED_TOKENS)
-
-        # The decoder's 400 reaches the SDK as its BadRequestError, message intact.
-        e = out["decodeError"]["error"]
-        self.assertEqual((e["name"], e["status"]), ("BadRequestError", 400), e)
-        self.assertIn("maximum context length", e["message"])
 
         # A decoder that dies mid-stream: the SDK raises on the proxy's error event after the
         # tokens that arrived (half of 8), instead of ending the stream as if it were complete.
@@ -107,9 +140,6 @@ class OpenAINodeSDKTests(ClientCase):
         self.assertTrue(sc["error"]["isAPIError"], sc)
         self.assertIn("decode", sc["error"]["message"])
         self.assertEqual(sc["text"], tokens_text(4))
-
-        self.assertEqual(out["models"], {"ids": ["mock-model"]})
-        wait_no_load(self.port)
 
 
 class CurlTests(ClientCase):
