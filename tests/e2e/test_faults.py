@@ -190,7 +190,9 @@ class KillTests(FaultCase):
 class HangTests(FaultCase):
     prefillers = 2
     decoders = 2
-    proxy_args = ("--prefill-timeout", "1", "--stream-idle-timeout", "1", "--max-retries", "2",
+    # 2 s: short for the suite's run time, long enough that a loaded machine does not trip it
+    # on a healthy backend.
+    proxy_args = ("--prefill-timeout", "2", "--stream-idle-timeout", "2", "--max-retries", "2",
                   "--retry-delay", "0.01")
 
     def disconnects(self, mocks):
@@ -239,10 +241,10 @@ class HangTests(FaultCase):
         self.assert_idle()
 
     def test_slow_stream_is_not_cut(self):
-        # Tokens every 0.4 s for 8 tokens: longer than the 1 s idle timeout in total, but no gap
-        # reaches it. The timeout bounds a gap, not the stream.
-        c = self.start_cluster(decode_args=("--token-interval-ms", "400"))
-        self.assert_outcome(c.port, completion(8, True), "complete")
+        # Tokens every 0.5 s for 7 tokens: longer than the 2 s idle timeout in total, but no gap
+        # comes near it. The timeout bounds a gap, not the stream.
+        c = self.start_cluster(decode_args=("--token-interval-ms", "500"))
+        self.assert_outcome(c.port, completion(7, True), "complete")
         self.assert_idle(c)
 
 

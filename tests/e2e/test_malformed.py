@@ -26,7 +26,7 @@ from faults_common import (CHAT, COMPLETIONS, RawConnection, check_json_error, c
 from harness import ClusterTestCase, mock_requests, mock_reset
 
 MAX_BODY = 16384
-HEADER_TIMEOUT = 1
+HEADER_TIMEOUT = 2
 
 
 def J(obj):
@@ -462,15 +462,15 @@ class MalformedInputTests(ClusterTestCase):
     @staticmethod
     def trickle(conn):
         # One byte every 0.2 s: each byte arrives well within the header timeout, but the whole
-        # header never does. The deadline covers the header, not each byte.
-        data = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+        # header (60 s of trickle) never does. The deadline covers the header, not each byte.
+        data = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 250
         for b in data:
             if not conn.send(bytes([b])):
                 return  # closed by the proxy: what is expected
             if _peer_closed(conn.sock):
                 return
             time.sleep(0.2)
-        raise AssertionError("the proxy took 40 s of trickled header bytes without closing")
+        raise AssertionError("the proxy took 60 s of trickled header bytes without closing")
 
 
 if __name__ == "__main__":
