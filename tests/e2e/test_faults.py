@@ -22,6 +22,11 @@ from harness import (ClusterTestCase, closed_ports, healthcheck, mock_stats, sta
                      start_proxy, wait_until)
 
 
+# Outlier ejection off: these cases check what a client sees for each fault, which ejection
+# (after --eject-after failures in a row) would turn into an immediate 503 for the next requests.
+NO_EJECTION = ("--eject-after", "0")
+
+
 def completion(n, stream, fault=None, chat=False, prompt="fault test"):
     body = {"model": "mock-model", "max_tokens": n, "stream": stream}
     if chat:
@@ -125,13 +130,20 @@ class KillTests(FaultCase):
             self.assertEqual(kind, "error", "a stream whose decoder died must end with an error")
             self.assertIn("decode", message)
         for conn in plain:
-            # Nothing was sent yet: the proxy retries, finds the port closed, answers 502.
+            # Nothing was sent yet: the proxy retries and finds the port closed (502), or the
+            # decoder already ejected after its failures in a row (503).
             res = conn.read_response()
-            check_json_error(res.status, res.headers, res.body, 502)
+            self.assertIn(res.status, (502, 503), res.body)
+            check_json_error(res.status, res.headers, res.body)
             conn.close()
         wait_no_load(c.port)
-        # The dead decoder stays listed: a new request gets a clear 502, not a hang.
-        self.assert_outcome(c.port, completion(2, True), "error", status=502)
+        # The dead decoder is ejected (or, if not yet, refuses): a new request gets a clear 503
+        # with Retry-After (or 502), never a hang.
+        code, headers, payload = post(c.port, COMPLETIONS, completion(2, True))
+        self.assertIn(code, (502, 503), payload)
+        check_json_error(code, headers, payload)
+        if code == 503:
+            self.assertIn("retry-after", headers, headers)
         wait_no_load(c.port)
 
     def test_one_of_two_decoders_killed_mid_stream(self):
@@ -193,7 +205,7 @@ class HangTests(FaultCase):
     # 2 s: short for the suite's run time, long enough that a loaded machine does not trip it
     # on a healthy backend.
     proxy_args = ("--prefill-timeout", "2", "--stream-idle-timeout", "2", "--max-retries", "2",
-                  "--retry-delay", "0.01")
+                  "--retry-delay", "0.01") + NO_EJECTION
 
     def disconnects(self, mocks):
         return sum(mock_stats(m.port)["client_disconnects"] for m in mocks)
@@ -291,7 +303,7 @@ class GarbageServer:
 class GarbageTests(FaultCase):
     prefillers = 2
     decoders = 2
-    proxy_args = ("--max-retries", "2", "--retry-delay", "0.01")
+    proxy_args = ("--max-retries", "2", "--retry-delay", "0.01") + NO_EJECTION
 
     def test_prefill_faults_are_502(self):
         for fault in ("prefill_garbage", "prefill_reset", "prefill_bad_json"):
@@ -332,11 +344,11 @@ class GarbageTests(FaultCase):
                 self.addCleanup(server.close)
                 # As the only prefiller; then as the only decoder behind a real prefiller.
                 p = self.start_processes([server.port], self.cluster.decode_ports,
-                                         ("--max-retries", "2", "--retry-delay", "0.01"))
+                                         self.proxy_args)
                 self.assert_outcome(p.port, completion(3, True), "error", status=502)
                 wait_no_load(p.port)
                 d = self.start_processes(self.cluster.prefill_ports, [server.port],
-                                         ("--max-retries", "2", "--retry-delay", "0.01"))
+                                         self.proxy_args)
                 self.assert_outcome(d.port, completion(3, True), "error", status=502)
                 self.assert_outcome(d.port, completion(3, False), "error", status=502)
                 wait_no_load(d.port)
@@ -353,7 +365,7 @@ class RefusedTests(FaultCase):
 
     def test_sole_prefiller_refuses(self):
         d = self.start_mock(name="decode")
-        p = self.start_processes(closed_ports(1), [d.port], self.retry_args)
+        p = self.start_processes(closed_ports(1), [d.port], self.retry_args + NO_EJECTION)
         for stream in (False, True):
             message = self.assert_outcome(p.port, completion(3, stream), "error", status=502)
             self.assertIn("prefill", message)
@@ -362,7 +374,7 @@ class RefusedTests(FaultCase):
 
     def test_sole_decoder_refuses(self):
         pf = self.start_mock(name="prefill")
-        p = self.start_processes([pf.port], closed_ports(1), self.retry_args)
+        p = self.start_processes([pf.port], closed_ports(1), self.retry_args + NO_EJECTION)
         for stream in (False, True):
             message = self.assert_outcome(p.port, completion(3, stream), "error", status=502)
             self.assertIn("decode", message)
@@ -381,13 +393,21 @@ class RefusedTests(FaultCase):
                 wait_no_load(p.port)
 
     def test_everything_refuses(self):
+        # With outlier ejection on (the default), the dead instances are soon out of rotation:
+        # the first requests get 502 after their retries, later ones an immediate 503 that says
+        # when to come back.
         dead = closed_ports(4)
         p = self.start_processes(dead[:2], dead[2:], self.retry_args)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             outcomes = list(pool.map(lambda i: post(p.port, COMPLETIONS, completion(2, i % 2 == 0)),
                                      range(16)))
+        statuses = [status for status, _, _ in outcomes]
         for status, headers, body in outcomes:
-            check_json_error(status, headers, body, 502)
+            self.assertIn(status, (502, 503), body)
+            check_json_error(status, headers, body)
+            if status == 503:
+                self.assertIn("retry-after", headers, headers)
+        self.assertIn(503, statuses, "the dead prefillers were never ejected")
         wait_no_load(p.port)
 
 
