@@ -83,6 +83,17 @@ const member_range* client_request::find(std::string_view key) const {
 std::optional<std::string> request_splicer::parse(std::string& body, client_request& out) {
   out = client_request{};
   simdjson::error_code scan_ec = simdjson::SUCCESS;
+  // The proxy itself acts on stream and stream_options (SSE or JSON relay, the usage rewrite), so
+  // it must read them as the backend does. vLLM's pydantic would coerce "true", 1 or "yes" to
+  // true, which the proxy would take for false: it would then relay an SSE stream as a JSON body.
+  // Anything but a boolean or null is refused instead. A later duplicate overrides, so each
+  // occurrence resets its flag.
+  bool bad_stream = false;
+  bool bad_options = false;
+  bool bad_usage = false;
+  auto is_bool_or_null = [](std::string_view token) {
+    return token == "true" || token == "false" || token == "null";
+  };
   auto status = detail::scan_object(
       body, scan_ec,
       [&](const detail::field_view& field, ondemand::value& value) -> simdjson::error_code {
@@ -91,26 +102,32 @@ std::optional<std::string> request_splicer::parse(std::string& body, client_requ
         // A later duplicate overrides an earlier one, as in the JSON parser vLLM uses.
         if (key_is(field.key, "stream")) {
           if (auto ec = detail::skip_value(value, 1, end)) return ec;
-          out.stream =
-              std::string_view(field.value_begin, std::size_t(end - field.value_begin)) == "true";
+          std::string_view token(field.value_begin, std::size_t(end - field.value_begin));
+          out.stream = token == "true";
+          bad_stream = !is_bool_or_null(token);
         } else if (key_is(field.key, "stream_options")) {
           out.include_usage = false;
+          bad_usage = false;
           ondemand::json_type type;
           if (auto ec = value.type().get(type)) return ec;
           if (type == ondemand::json_type::object) {
+            bad_options = false;
             auto on_option = [&](const detail::field_view& option, ondemand::value& option_value) {
               const char* option_end = nullptr;
               auto ec = detail::skip_value(option_value, 2, option_end);
               if (!ec && key_is(option.key, "include_usage")) {
-                out.include_usage =
-                    std::string_view(option.value_begin,
-                                     std::size_t(option_end - option.value_begin)) == "true";
+                std::string_view token(option.value_begin,
+                                       std::size_t(option_end - option.value_begin));
+                out.include_usage = token == "true";
+                bad_usage = !is_bool_or_null(token);
               }
               return ec;
             };
             if (auto ec = detail::for_each_field(value, 1, end, on_option)) return ec;
-          } else if (auto ec = detail::skip_value(value, 1, end)) {
-            return ec;
+          } else {
+            if (auto ec = detail::skip_value(value, 1, end)) return ec;
+            bad_options =
+                std::string_view(field.value_begin, std::size_t(end - field.value_begin)) != "null";
           }
         } else if (key_is(field.key, "max_tokens")) {
           if (auto ec = detail::skip_value(value, 1, end)) return ec;
@@ -133,6 +150,13 @@ std::optional<std::string> request_splicer::parse(std::string& body, client_requ
   if (status != detail::scan_status::ok) {
     out = client_request{};
     return detail::describe(status, scan_ec, "request body");
+  }
+  if (bad_stream || bad_options || bad_usage) {
+    out = client_request{};
+    return std::string(bad_stream ? R"("stream" must be true, false or null)"
+                       : bad_options
+                           ? R"("stream_options" must be an object or null)"
+                           : R"("stream_options.include_usage" must be true, false or null)");
   }
   if (!out.has_prompt && !out.has_messages) {
     out = client_request{};

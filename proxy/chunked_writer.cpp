@@ -7,7 +7,12 @@
 namespace glm::proxy {
 
 net::awaitable<error_code> chunked_writer::write_header(http::response<http::empty_body>& res) {
-  res.chunked(true);
+  if (unframed_) {
+    res.chunked(false);
+    res.keep_alive(false);
+  } else {
+    res.chunked(true);
+  }
   http::response_serializer<http::empty_body> sr(res);
   client_.expires_after(timeout_);
   auto [ec, n] = co_await http::async_write_header(client_, sr, use_nothrow);
@@ -55,6 +60,11 @@ net::awaitable<error_code> chunked_writer::write_chunk(
 }
 
 net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total) {
+  if (unframed_) {
+    client_.expires_after(timeout_);
+    auto [ec, n] = co_await net::async_write(client_, gather_, use_nothrow);
+    co_return ec;
+  }
   int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", total);
   gather_.insert(gather_.begin(), net::buffer(size_line_, static_cast<std::size_t>(len)));
   gather_.push_back(net::buffer("\r\n", 2));
@@ -64,6 +74,7 @@ net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total) {
 }
 
 net::awaitable<error_code> chunked_writer::write_last() {
+  if (unframed_) co_return error_code{};
   client_.expires_after(timeout_);
   auto [ec, n] = co_await net::async_write(client_, net::buffer("0\r\n\r\n", 5), use_nothrow);
   co_return ec;

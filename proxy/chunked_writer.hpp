@@ -8,8 +8,9 @@
 namespace glm::proxy {
 
 // Writes a chunked response to a client: the header once, then each piece of the relayed body as
-// one chunk straight from the caller's buffer (no copy, no allocation: the chunk-size line is
-// formatted into a member array), then the last chunk. Every write re-arms the write timeout.
+// one chunk (or, for an HTTP/1.0 client, as it is) straight from the caller's buffer (no copy, no
+// allocation: the chunk-size line is formatted into a member array), then the last chunk. Every
+// write re-arms the write timeout.
 //
 // It remembers whether the bytes sent so far end on an SSE event boundary (a blank line), so that
 // an error event appended after an upstream failure is never glued to a half-sent event.
@@ -24,6 +25,11 @@ class chunked_writer {
   net::awaitable<error_code> write_chunk(const std::vector<net::const_buffer>& parts);
   net::awaitable<error_code> write_last();
 
+  // For an HTTP/1.0 client, which cannot read chunked encoding (RFC 9112 6.1): the header says
+  // Connection: close, pieces go out unframed and write_last() writes nothing; the body ends when
+  // the caller closes the connection. Call before write_header().
+  void set_unframed() { unframed_ = true; }
+
   bool header_sent() const { return header_sent_; }
   bool at_event_boundary() const { return tail_ == 2; }
 
@@ -37,6 +43,7 @@ class chunked_writer {
   char size_line_[24];
   std::vector<net::const_buffer> gather_;  // reused: no allocation per chunk once warm
   bool header_sent_ = false;
+  bool unframed_ = false;
   int tail_ = 2;  // trailing '\n' count of the body so far (CRs ignored), capped at 2
 };
 

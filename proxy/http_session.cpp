@@ -50,6 +50,7 @@ net::awaitable<void> http_session::run() {
   }
   bool first = true;
   for (;;) {
+    head_request_ = false;
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(ctx_.cfg.max_header_bytes));
     parser.body_limit(ctx_.cfg.max_body_bytes);
@@ -83,6 +84,21 @@ net::awaitable<void> http_session::run() {
       break;
     }
 
+    // RFC 9112 6.1: when the last transfer coding is not chunked the body has no knowable length
+    // (400, and Beast would fall back on Content-Length: a request-smuggling vector); codings
+    // before chunked ("gzip, chunked") are not implemented (501).
+    if (auto te = parser.get()[http::field::transfer_encoding]; !te.empty()) {
+      bool chunked_last = parser.get().chunked();
+      if (!chunked_last || !beast::iequals(te, "chunked")) {
+        co_await send(json_error_response(chunked_last ? 501 : 400,
+                                          chunked_last
+                                              ? "only the chunked transfer coding is supported"
+                                              : "Transfer-Encoding must end with chunked",
+                                          false));
+        ctx_.stats.request_done("invalid", last_status_, 0);
+        break;
+      }
+    }
     // curl and others wait for this before sending a large body.
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       stream_.expires_after(seconds(ctx_.cfg.client_write_timeout));
@@ -118,6 +134,7 @@ net::awaitable<void> http_session::run() {
     }
     stream_.expires_never();
     auto req = parser.release();
+    if (auto origin = origin_form(req.target())) req.target(*origin);
     auto started = std::chrono::steady_clock::now();
     std::string_view target = req.target();
     record_ = access_record{};
@@ -181,6 +198,7 @@ net::awaitable<bool> http_session::dispatch(http::request<http::string_body>& re
   std::string_view target = req.target();
   std::string_view path = target.substr(0, target.find('?'));
   bool keep_alive = req.keep_alive();
+  head_request_ = req.method() == http::verb::head;
 
   if (is_completion(path)) {
     if (req.method() != http::verb::post) {
@@ -320,6 +338,21 @@ net::awaitable<http_session::admission> http_session::admit(bool keep_alive) {
   co_return out;
 }
 
+std::optional<std::string> http_session::origin_form(std::string_view target) {
+  // RFC 9112 3.2.2: a server must accept a target in absolute form ("http://host:port/path?q"),
+  // as proxies and some clients send it; only its path and query name the resource here.
+  auto starts_with_ci = [&](std::string_view prefix) {
+    return target.size() >= prefix.size() &&
+           beast::iequals(target.substr(0, prefix.size()), prefix);
+  };
+  std::size_t scheme = starts_with_ci("http://") ? 7 : starts_with_ci("https://") ? 8 : 0;
+  if (scheme == 0) return std::nullopt;
+  std::size_t path = target.find_first_of("/?", scheme);
+  if (path == std::string_view::npos) return std::string("/");
+  if (target[path] == '?') return "/" + std::string(target.substr(path));
+  return std::string(target.substr(path));
+}
+
 std::string_view http_session::metrics_endpoint(std::string_view path) {
   // Known endpoints only: a label per unknown path would let clients grow the metrics unbounded.
   for (std::string_view known :
@@ -333,6 +366,13 @@ std::string_view http_session::metrics_endpoint(std::string_view path) {
 net::awaitable<bool> http_session::send(http::response<http::string_body> res) {
   last_status_ = res.result_int();
   stream_.expires_after(seconds(ctx_.cfg.client_write_timeout));
+  if (head_request_) {
+    // An answer to HEAD has no body (RFC 9110 9.3.2); one sent anyway would be read as the start
+    // of the next response on a keep-alive connection.
+    http::response_serializer<http::string_body> sr(res);
+    auto [ec, n] = co_await http::async_write_header(stream_, sr, use_nothrow);
+    co_return !ec;
+  }
   auto [ec, n] = co_await http::async_write(stream_, res, use_nothrow);
   co_return !ec;
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "proxy/access_policy.hpp"
 #include "proxy/access_record.hpp"
@@ -53,12 +54,15 @@ class http_session {
   // Reads a Content-Length body into the parser's message, bypassing the parser.
   net::awaitable<error_code> read_sized_body(http::request_parser<http::string_body>& parser);
   static std::string_view metrics_endpoint(std::string_view path);
+  // The origin form ("/path?query") of a target in absolute form, nullopt for any other target.
+  static std::optional<std::string> origin_form(std::string_view target);
 
   proxy_context& ctx_;
   connection_gate::ticket place_;  // this connection's place under --max-connections
   access_policy policy_;
   beast::tcp_stream stream_;
   unsigned last_status_ = 0;       // the status of the last answer written
+  bool head_request_ = false;      // the request being answered is a HEAD: send no body
   access_record record_;           // of the request being served
   std::string peer_;               // the client's address, for access lines
   net::ip::address peer_address_;  // for the loopback-only default of the admin endpoints

@@ -277,6 +277,11 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
 net::awaitable<pd_request::decode_outcome> pd_request::relay_stream(
     upstream_exchange& up, const balancer::backend_address& from) {
   if (!writer_.header_sent()) {
+    if (req_.version() < 11) {
+      // HTTP/1.0 cannot read chunked encoding: the body ends when the connection closes.
+      writer_.set_unframed();
+      keep_alive_ = false;
+    }
     http::response<http::empty_body> res{http::status::ok, 11};
     res.set(http::field::server, "glm-proxy");
     res.set(http::field::content_type, "text/event-stream; charset=utf-8");

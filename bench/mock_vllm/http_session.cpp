@@ -225,7 +225,15 @@ net::awaitable<http_session::next> http_session::answer_prefill(const completion
     co_return co_await write_response(502, "text/plain", "bad gateway", keep_alive);
   }
   if (fault == "prefill_hang") co_return co_await hang();
+  if (fault == "prefill_garbage") co_return co_await write_garbage();
+  if (fault == "prefill_reset") co_return reset();
+  if (fault == "prefill_bad_json") {
+    co_return co_await write_response(200, "application/json", "<html>not json</html>", keep_alive);
+  }
   if (!co_await sleep_watched(config_.prefill_delay)) co_return next::close;
+  if (fault == "prefill_hang_body") {
+    co_return co_await write_partial(bodies.prefill(parsed.prompt_tokens, true), false);
+  }
   co_return co_await write_response(200, "application/json",
                                     bodies.prefill(parsed.prompt_tokens, fault != "prefill_no_kv"),
                                     keep_alive);
@@ -239,6 +247,16 @@ net::awaitable<http_session::next> http_session::answer_generation(const complet
     co_return co_await write_error(400, "This model's maximum context length is 32 tokens.",
                                    keep_alive);
   }
+  // Faults before the status line, streaming or not.
+  if (fault == "decode_garbage") co_return co_await write_garbage();
+  if (fault == "decode_reset") co_return reset();
+  if (fault == "decode_hang_headers") co_return co_await hang();
+  if (fault == "decode_bad_header") {
+    static constexpr std::string_view head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nthis is no header\r\n\r\n";
+    co_await net::async_write(socket_, net::buffer(head), use_tuple);
+    co_return next::close;
+  }
   // A plain instance prefills by itself; a decoder received the KV cache and starts at once.
   if (parsed.role == request_role::plain && !co_await sleep_watched(config_.prefill_delay)) {
     co_return next::close;
@@ -251,6 +269,11 @@ net::awaitable<http_session::next> http_session::answer_generation(const complet
   const generation plan = plan_generation(parsed);
   if (!co_await sleep_watched(config_.token_interval * plan.tokens)) co_return next::close;
   if (fault == "decode_cut") co_return next::close;
+  if (fault == "decode_hang_body" || fault == "decode_reset_mid") {
+    co_return co_await write_partial(
+        bodies.full(parsed.prompt_tokens, plan.first, plan.tokens, parsed.prompt_tokens, false),
+        fault == "decode_reset_mid");
+  }
   // A decoder counts the transferred KV cache as cached: the figure the proxy must overwrite.
   const std::int64_t cached =
       parsed.role == request_role::decode ? parsed.prompt_tokens : config_.cached_tokens;
@@ -325,6 +348,18 @@ net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
     end = stream_end::cut;
     co_return;
   }
+  if (fault == "decode_reset_mid") {
+    end = stream_end::cut;
+    reset();
+    co_return;
+  }
+  if (fault == "decode_bad_chunk") {
+    // A chunk-size line that is not hex: the chunked framing breaks mid-stream.
+    static constexpr std::string_view bad = "zz\r\ndata: broken\r\n";
+    co_await net::async_write(socket_, net::buffer(bad), use_tuple);
+    end = stream_end::cut;
+    co_return;
+  }
   if (parsed.include_usage) {
     // A decoder counts the transferred KV cache as cached: the figure the proxy must overwrite.
     const std::int64_t cached =
@@ -351,7 +386,9 @@ http_session::generation http_session::plan_generation(const completion_request&
   const std::string_view fault = parsed.fault;
   const std::int64_t n = parsed.max_tokens;
   if (fault == "decode_cut") return {0, n / 2, false};
-  if (fault == "decode_hang") return {0, std::min<std::int64_t>(n, 1), false};
+  if (fault == "decode_hang" || fault == "decode_reset_mid" || fault == "decode_bad_chunk") {
+    return {0, std::min<std::int64_t>(n, 1), false};
+  }
   if (fault == "recompute") {
     // No generated tokens in the prompt yet: this is the first decode, which gets preempted
     // halfway. Otherwise it is the proxy's re-prefilled continuation and carries on the numbering.
@@ -414,6 +451,36 @@ net::awaitable<void> http_session::watch_peer() {
     if (ec) co_return;  // EOF or reset: the peer is gone (or we were cancelled: nobody listens)
     buffer_.commit(n);
   }
+}
+
+net::awaitable<http_session::next> http_session::write_garbage() {
+  // What a peer that does not speak HTTP sends: an SSH banner and binary bytes, then it hangs up.
+  static constexpr std::string_view garbage =
+      "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x00\x01\x02\xff\xfe garbage \x16\x03\x01\r\n\r\n";
+  co_await net::async_write(socket_, net::buffer(garbage), use_tuple);
+  co_return next::close;
+}
+
+http_session::next http_session::reset() {
+  // SO_LINGER 0: close() sends a RST instead of a FIN, as a crashed or rebooted host's kernel
+  // does.
+  beast::error_code ignored;
+  socket_.set_option(net::socket_base::linger(true, 0), ignored);
+  socket_.close(ignored);
+  return next::close;
+}
+
+net::awaitable<http_session::next> http_session::write_partial(std::string body, bool then_reset) {
+  // The whole body's Content-Length, half of its bytes, then a hang (or a reset).
+  std::string head =
+      "HTTP/1.1 200 OK\r\nServer: mock-vllm\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  head.append(body, 0, body.size() / 2);
+  auto [ec, written] = co_await net::async_write(socket_, net::buffer(head), use_tuple);
+  if (ec) co_return next::close;
+  if (then_reset) co_return reset();
+  co_return co_await hang();
 }
 
 net::awaitable<http_session::next> http_session::hang() {

@@ -84,6 +84,11 @@ class http_session {
   boost::asio::awaitable<void> watch_peer();
   // A fault that never answers: waits for the peer to leave, and counts it.
   boost::asio::awaitable<next> hang();
+  // Faults of a broken backend: non-HTTP bytes then a close; a TCP reset; a response whose
+  // Content-Length promises `body` but only half of it comes, then a hang or a reset.
+  boost::asio::awaitable<next> write_garbage();
+  next reset();
+  boost::asio::awaitable<next> write_partial(std::string body, bool then_reset);
   static boost::asio::awaitable<void> sleep_forever();
 
   boost::asio::ip::tcp::socket socket_;

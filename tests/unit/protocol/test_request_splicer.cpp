@@ -104,18 +104,33 @@ TEST_CASE("parse extracts the fields the proxy needs", "[splicer]") {
   }
   SECTION("stream must be the boolean true") {
     CHECK_FALSE(parsed(R"({"prompt":"x","stream":false})").req.stream);
-    CHECK_FALSE(parsed(R"({"prompt":"x","stream":"true"})").req.stream);
-    CHECK_FALSE(parsed(R"({"prompt":"x","stream":1})").req.stream);
     CHECK_FALSE(parsed(R"({"prompt":"x","stream":null})").req.stream);
     CHECK(parsed(R"({"prompt":"x","stream" :  true  })").req.stream);
+  }
+  SECTION("a stream that is not a boolean or null is refused") {
+    // vLLM would coerce these to true while the proxy relayed the stream as a JSON body.
+    for (const char* value : {R"("true")", "1", "0", R"("yes")", "[]", "{}"}) {
+      parsed p(std::string(R"({"prompt":"x","stream":)") + value + "}");
+      REQUIRE(p.error);
+      CHECK(*p.error == R"("stream" must be true, false or null)");
+      CHECK_FALSE(p.req.stream);
+    }
+    CHECK_FALSE(parsed(R"({"prompt":"x","stream":"yes","stream":true})").error);
+    CHECK(parsed(R"({"prompt":"x","stream":true,"stream":1})").error);
+  }
+  SECTION("stream_options and include_usage of another type are refused") {
+    CHECK(*parsed(R"({"prompt":"x","stream_options":"x"})").error ==
+          R"("stream_options" must be an object or null)");
+    CHECK(*parsed(R"({"prompt":"x","stream_options":{"include_usage":"true"}})").error ==
+          R"("stream_options.include_usage" must be true, false or null)");
+    CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":{"include_usage":null}})").error);
+    CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":1,"stream_options":{}})").error);
   }
   SECTION("include_usage must be the boolean true inside an object") {
     CHECK(parsed(R"({"prompt":"x","stream_options":{"a":[1],"include_usage" : true }})")
               .req.include_usage);
     CHECK_FALSE(
         parsed(R"({"prompt":"x","stream_options":{"include_usage":false}})").req.include_usage);
-    CHECK_FALSE(
-        parsed(R"({"prompt":"x","stream_options":{"include_usage":"true"}})").req.include_usage);
     CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":null})").req.include_usage);
     CHECK_FALSE(parsed(R"({"prompt":"x","stream_options":{}})").req.include_usage);
     CHECK_FALSE(parsed(R"({"prompt":"x","include_usage":true})").req.include_usage);
