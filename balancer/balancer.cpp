@@ -4,6 +4,21 @@
 #include <utility>
 
 namespace glm::balancer {
+namespace {
+
+// Between two take_ejections() calls; a flapping fleet must not grow memory.
+constexpr std::size_t max_kept_ejections = 256;
+
+std::chrono::milliseconds ejection_time(int level, std::chrono::milliseconds base,
+                                        std::chrono::milliseconds cap) {
+  cap = std::max(cap, base);
+  auto d = base;
+  // Doubling stops at the cap, so no level, however high, overflows.
+  for (int k = 1; k < level && d < cap; ++k) d *= 2;
+  return std::min(d, cap);
+}
+
+}  // namespace
 
 balancer::balancer(const std::vector<backend_address>& prefillers,
                    const std::vector<backend_address>& decoders, options opts, clock now)
@@ -45,11 +60,44 @@ std::vector<instance_snapshot> balancer::instances() const {
   std::lock_guard lock(mutex_);
   std::vector<instance_snapshot> out;
   out.reserve(instances_.size());
+  const auto now = now_();
   for (const auto& i : instances_) {
-    out.push_back(
-        {i.id, i.kind, i.address, i.active_tokens, i.active_kv_cache, i.inflight, i.isolated});
+    instance_snapshot s;
+    s.id = i.id;
+    s.kind = i.kind;
+    s.address = i.address;
+    s.active_tokens = i.active_tokens;
+    s.active_kv_cache = i.active_kv_cache;
+    s.inflight = i.inflight;
+    s.isolated = i.isolated;
+    s.ejected = i.ejected;
+    s.probing = i.ejected && i.ejected_until <= now;
+    s.consecutive_failures = i.consecutive_failures;
+    s.ejections_total = i.ejections_total;
+    if (i.ejected && !s.probing) {
+      s.eject_seconds_left = std::chrono::duration<double>(i.ejected_until - now).count();
+    }
+    out.push_back(std::move(s));
   }
   return out;
+}
+
+std::chrono::seconds balancer::retry_after(role kind) const {
+  const auto now = now_();
+  std::lock_guard lock(mutex_);
+  std::optional<std::chrono::steady_clock::time_point> earliest;
+  for (const auto& i : instances_) {
+    if (i.kind != kind || i.isolated || !i.ejected) continue;
+    if (!earliest || i.ejected_until < *earliest) earliest = i.ejected_until;
+  }
+  const std::chrono::seconds at_least{1};
+  if (!earliest || *earliest <= now) return at_least;
+  return std::max(at_least, std::chrono::ceil<std::chrono::seconds>(*earliest - now));
+}
+
+std::vector<ejection_event> balancer::take_ejections() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(ejections_, {});
 }
 
 std::optional<std::pair<std::uint64_t, backend_address>> balancer::choose(
@@ -59,7 +107,8 @@ std::optional<std::pair<std::uint64_t, backend_address>> balancer::choose(
   for (bool use_avoided : {false, true}) {
     double best_load = 0;
     for (auto& i : instances_) {
-      if (i.kind != kind || i.isolated) continue;
+      // An ejected instance is not even a last resort: it failed eject_after requests in a row.
+      if (i.kind != kind || i.isolated || i.ejected) continue;
       if (!use_avoided && std::find(avoid.begin(), avoid.end(), i.id) != avoid.end()) continue;
       const double load =
           kind == role::prefill ? i.active_tokens + 0.3 * i.active_kv_cache : i.active_tokens;
@@ -98,6 +147,45 @@ void balancer::release(std::uint64_t id, double tokens, double kv_cache) {
   } else {
     it->active_tokens = std::max(0.0, it->active_tokens);
     it->active_kv_cache = std::max(0.0, it->active_kv_cache);
+  }
+}
+
+void balancer::succeeded(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find_if(instances_.begin(), instances_.end(),
+                         [id](const instance& i) { return i.id == id; });
+  // Only a probe brings an ejected instance back: one lucky request in flight proves little.
+  if (it == instances_.end() || it->ejected) return;
+  it->consecutive_failures = 0;
+}
+
+void balancer::failed(std::uint64_t id) {
+  const auto now = now_();
+  std::lock_guard lock(mutex_);
+  auto it = std::find_if(instances_.begin(), instances_.end(),
+                         [id](const instance& i) { return i.id == id; });
+  // Requests that were in flight when it was ejected fail too; they must not lengthen the ejection.
+  if (it == instances_.end() || it->ejected || it->isolated) return;
+  ++it->consecutive_failures;
+  if (opts_.eject_after > 0 && it->consecutive_failures >= opts_.eject_after) {
+    eject(*it, now, false);
+  }
+}
+
+void balancer::eject(instance& i, std::chrono::steady_clock::time_point now, bool after_probe) {
+  // A failed probe continues the run of ejections; an instance that then stayed in rotation for
+  // as long as its last ejection has proven itself, and starts over at the base time.
+  if (!after_probe && i.ejection_level > 0 && now - i.back_since >= i.last_ejection) {
+    i.ejection_level = 0;
+  }
+  ++i.ejection_level;
+  i.last_ejection = ejection_time(i.ejection_level, opts_.eject_base, opts_.eject_max);
+  i.ejected = true;
+  i.probing = false;
+  i.ejected_until = now + i.last_ejection;
+  ++i.ejections_total;
+  if (ejections_.size() < max_kept_ejections) {
+    ejections_.push_back({i.kind, i.address, i.last_ejection, after_probe});
   }
 }
 
@@ -143,7 +231,13 @@ std::vector<probe_task> balancer::due_probes() {
   for (auto& p : pending_) {
     if (p.probing || p.due > now) continue;
     p.probing = true;
-    out.push_back({p.id, p.kind, p.address});
+    out.push_back({p.id, p.kind, p.address, false});
+  }
+  for (auto& i : instances_) {
+    // An instance on its way out needs no probe.
+    if (!i.ejected || i.probing || i.isolated || i.ejected_until > now) continue;
+    i.probing = true;
+    out.push_back({i.id, i.kind, i.address, true});
   }
   return out;
 }
@@ -153,7 +247,24 @@ void balancer::probe_result(std::uint64_t pending_id, bool ok) {
   std::lock_guard lock(mutex_);
   auto it = std::find_if(pending_.begin(), pending_.end(),
                          [pending_id](const pending_instance& p) { return p.id == pending_id; });
-  if (it == pending_.end()) return;
+  if (it == pending_.end()) {
+    // Ids are shared by pending and active instances and never reused, so this is an ejected
+    // instance's probe, or one for an instance that is gone.
+    auto e = std::find_if(instances_.begin(), instances_.end(),
+                          [pending_id](const instance& i) { return i.id == pending_id; });
+    if (e == instances_.end() || !e->ejected || !e->probing) return;
+    e->probing = false;
+    if (e->isolated) return;  // removed meanwhile: it goes when its requests end
+    if (ok) {
+      e->ejected = false;
+      e->consecutive_failures = 0;
+      e->back_since = now;
+    } else {
+      ++e->consecutive_failures;
+      eject(*e, now, true);
+    }
+    return;
+  }
   if (ok) {
     // Appended last, so it loses ties to every instance that was already serving.
     instances_.push_back({it->id, it->kind, std::move(it->address)});
@@ -174,6 +285,10 @@ std::optional<std::chrono::steady_clock::time_point> balancer::next_probe_time()
   for (const auto& p : pending_) {
     if (p.probing) continue;
     if (!next || p.due < *next) next = p.due;
+  }
+  for (const auto& i : instances_) {
+    if (!i.ejected || i.probing || i.isolated) continue;
+    if (!next || i.ejected_until < *next) next = i.ejected_until;
   }
   return next;
 }

@@ -21,13 +21,30 @@ struct instance_snapshot {
   double active_kv_cache = 0;
   std::uint64_t inflight = 0;  // leases currently holding this instance
   bool isolated = false;       // removed while requests were in flight: never chosen again
+  // Outlier ejection. An ejected instance is out of rotation until its time is up and a probe
+  // succeeded; `probing` says its time is up (the probe is due or under way).
+  bool ejected = false;
+  bool probing = false;
+  int consecutive_failures = 0;       // failures since its last success (reset when it comes back)
+  std::uint64_t ejections_total = 0;  // every ejection, re-ejections after failed probes included
+  double eject_seconds_left = 0;      // until its probe is due; 0 when not ejected or already due
 };
 
-// A pending instance (added through /instances/add) that is due for a GET /v1/models probe.
+// An instance due for a GET /v1/models probe: a pending one (added through /instances/add) or an
+// ejected one whose ejection time is up.
 struct probe_task {
-  std::uint64_t pending_id = 0;
+  std::uint64_t pending_id = 0;  // the id to pass to probe_result(), for either kind of probe
   role kind = role::prefill;
   backend_address address;
+  bool ejected = false;  // a probe that brings an ejected instance back, not one that adds it
+};
+
+// An ejection, kept for the I/O side to log (the balancer does no I/O).
+struct ejection_event {
+  role kind = role::prefill;
+  backend_address address;
+  std::chrono::milliseconds duration{0};
+  bool after_probe = false;  // a failed probe re-ejected it, rather than request failures
 };
 
 // balancer::options. Declared outside the class because a nested struct's default member
@@ -36,6 +53,11 @@ struct probe_task {
 struct balancer_options {
   int max_waiting_retries = 3;  // failed probes before a pending instance is dropped
   std::chrono::milliseconds waiting_retry_interval{10'000};
+  // Outlier ejection: eject_after consecutive failures (0: never) take an instance out of rotation
+  // for eject_base * 2^(k-1), k counting its recent ejections, at most max(eject_max, eject_base).
+  int eject_after = 3;
+  std::chrono::milliseconds eject_base{5'000};
+  std::chrono::milliseconds eject_max{300'000};
 };
 
 // The reference proxy's least-loaded scheduler, shared by every worker thread.
@@ -43,6 +65,16 @@ struct balancer_options {
 // Scores use the byte length L of the client's body. A prefiller is chosen by the lowest
 // active_tokens + 0.3 * active_kv_cache and charged prefill_score(L) on active_kv_cache; a decoder
 // by the lowest active_tokens and charged decode_score(L). Ties go to the instance added first.
+//
+// Outlier ejection. A request's outcome on an instance is reported through its lease: a success
+// resets the instance's consecutive failures, an instance fault adds one. eject_after of them in a
+// row eject it: it is never chosen (not even as a lease's last resort) until its ejection time is
+// up AND a GET /v1/models probe succeeded; a failed probe ejects it again for twice as long. The
+// k-th ejection in a row lasts eject_base * 2^(k-1), capped; k starts over at 1 once an instance
+// has stayed in rotation for at least as long as its last ejection, so an instance that fails
+// once a day is not punished for last week's outage. Even the last instance of a role is ejected:
+// requests then fail fast (503 with retry_after()) instead of each waiting for a dead backend.
+// While an instance is ejected, outcomes of requests still in flight on it change nothing.
 //
 // Thread safety: every public member function takes one internal mutex, held only to choose,
 // release or copy state; nothing blocks while it is held. Lifetime: the balancer must outlive every
@@ -66,8 +98,16 @@ class balancer {
   request_lease begin_request(std::size_t body_bytes);
 
   std::size_t request_num() const;
-  std::size_t active_count(role kind) const;  // chosen-from instances: not pending, not isolated
+  // Instances of `kind` that are neither pending nor isolated (ejected ones included).
+  std::size_t active_count(role kind) const;
   std::vector<instance_snapshot> instances() const;  // active and isolated, in the order added
+
+  // For a 503's Retry-After when no instance of `kind` can be chosen: whole seconds, rounded up,
+  // until the earliest ejected instance of `kind` is due for its probe; at least 1 (also when none
+  // is ejected).
+  std::chrono::seconds retry_after(role kind) const;
+  // The ejections since the last call, oldest first (at most 256 are kept between calls).
+  std::vector<ejection_event> take_ejections();
 
   // /instances/add: queues addresses that are neither active nor pending (compared with
   // backend_address::same_as) and returns the ones queued. Each is probed at once, then every
@@ -75,15 +115,17 @@ class balancer {
   // probes have failed (it is dropped).
   std::vector<backend_address> add_pending(role kind, const std::vector<backend_address>& addrs);
   std::vector<backend_address> pending(role kind) const;
-  // Pending instances whose probe is due now; each is then not due again until its result is in.
+  // Pending instances, and ejected ones whose time is up, whose probe is due now; each is then not
+  // due again until its result is in. A result for an instance removed meanwhile is ignored.
   std::vector<probe_task> due_probes();
   void probe_result(std::uint64_t pending_id, bool ok);
-  // When the next probe falls due, if any instance is pending.
+  // When the next probe falls due, if any instance is pending or ejected.
   std::optional<std::chrono::steady_clock::time_point> next_probe_time() const;
 
   // /instances/remove: with no request in flight the instances go at once; otherwise they are
   // isolated (never chosen) and removed when request_num next reaches 0. Returns the addresses that
-  // matched an active instance, and whether they were isolated rather than removed.
+  // matched an active instance (ejected ones included), and whether they were isolated rather than
+  // removed.
   struct remove_result {
     std::vector<backend_address> removed;
     bool isolated = false;
@@ -103,6 +145,14 @@ class balancer {
     double active_kv_cache = 0;
     std::uint64_t inflight = 0;
     bool isolated = false;
+    int consecutive_failures = 0;
+    int ejection_level = 0;  // k of its last ejection, the exponent of the next one
+    bool ejected = false;
+    bool probing = false;  // ejected, and its probe is under way
+    std::chrono::steady_clock::time_point ejected_until{};
+    std::chrono::steady_clock::time_point back_since{};  // when its last ejection ended
+    std::chrono::milliseconds last_ejection{0};
+    std::uint64_t ejections_total = 0;
   };
   struct pending_instance {
     std::uint64_t id = 0;
@@ -119,6 +169,11 @@ class balancer {
       role kind, double score, const std::vector<std::uint64_t>& avoid);
   void release(std::uint64_t id, double tokens, double kv_cache);
   void end_request();
+  // A request's outcome on instance `id`, for ejection; only instance faults are reported.
+  void succeeded(std::uint64_t id);
+  void failed(std::uint64_t id);
+  // Takes `i` out of rotation for its next ejection time. Called with mutex_ held.
+  void eject(instance& i, std::chrono::steady_clock::time_point now, bool after_probe);
 
   mutable std::mutex mutex_;
   options opts_;
@@ -127,6 +182,7 @@ class balancer {
   std::vector<pending_instance> pending_;
   std::uint64_t next_id_ = 1;
   std::size_t request_num_ = 0;
+  std::vector<ejection_event> ejections_;  // not yet taken
 };
 
 }  // namespace glm::balancer

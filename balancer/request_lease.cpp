@@ -49,12 +49,24 @@ std::optional<backend_address> request_lease::choose_decoder() {
   return std::move(chosen->second);
 }
 
-void request_lease::prefill_failed() {
-  if (prefiller_) avoid_.push_back(*prefiller_);
+void request_lease::prefill_failed(bool instance_fault) {
+  if (owner_ == nullptr || !prefiller_) return;
+  avoid_.push_back(*prefiller_);
+  if (instance_fault) owner_->failed(*prefiller_);
 }
 
-void request_lease::decode_failed() {
-  if (decoder_) avoid_.push_back(*decoder_);
+void request_lease::decode_failed(bool instance_fault) {
+  if (owner_ == nullptr || !decoder_) return;
+  avoid_.push_back(*decoder_);
+  if (instance_fault) owner_->failed(*decoder_);
+}
+
+void request_lease::prefill_succeeded() {
+  if (owner_ != nullptr && prefiller_) owner_->succeeded(*prefiller_);
+}
+
+void request_lease::decode_succeeded() {
+  if (owner_ != nullptr && decoder_) owner_->succeeded(*decoder_);
 }
 
 void request_lease::release_prefill() {

@@ -31,9 +31,15 @@ class request_lease {
   std::optional<backend_address> choose_decoder();
 
   // The prefiller (decoder) this lease holds failed this request: later choices avoid it while
-  // another instance of its role can be chosen, so a retry goes elsewhere.
-  void prefill_failed();
-  void decode_failed();
+  // another instance of its role can be chosen, so a retry goes elsewhere. instance_fault counts
+  // the failure toward ejecting the instance (balancer::options::eject_after); pass false for an
+  // answer that is the request's own fault (HTTP 4xx), which any instance would give.
+  void prefill_failed(bool instance_fault = true);
+  void decode_failed(bool instance_fault = true);
+  // The prefiller (decoder) this lease holds served this request: its consecutive failures start
+  // over. Nothing is released; the lease still holds it.
+  void prefill_succeeded();
+  void decode_succeeded();
 
   // Give back the prefill score (on the first decode byte) or the decode score. Idempotent.
   void release_prefill();

@@ -6,6 +6,8 @@
 
 namespace glm::protocol {
 
+static_assert(request_splicer::padding >= simdjson::SIMDJSON_PADDING);
+
 namespace {
 
 using detail::key_is;
@@ -31,30 +33,39 @@ bool dropped_from_decode(std::string_view key) {
   return key_is(key, "kv_transfer_params");
 }
 
-// "{" + the kept members joined by "," + ("," if any were kept) + tail + "}", sized up front so
-// the copy of a large prompt happens once into one allocation.
+// "{" + the kept members + "," + tail_a + tail_b + "}" as views, for a gather write. Members
+// that are kept and adjacent in the body go out as one view of the body, separators and all, so
+// the client's bytes (a 1 MiB prompt) are never copied: typically "{", one run, ",", the tail, "}".
 template <class Drop>
-std::string splice(const client_request& req, Drop drop, std::string_view tail_a,
-                   std::string_view tail_b) {
-  std::size_t size = 2 + tail_a.size() + tail_b.size();
-  std::size_t kept = 0;
-  for (const member_range& m : req.members) {
-    if (drop(m.key)) continue;
-    size += m.end - m.begin;
-    ++kept;
+void splice_pieces(const client_request& req, Drop drop, std::string_view tail_a,
+                   std::string_view tail_b, std::vector<std::string_view>& out) {
+  out.clear();
+  out.push_back("{");
+  std::size_t i = 0;
+  const std::size_t n = req.members.size();
+  while (i < n) {
+    if (drop(req.members[i].key)) {
+      ++i;
+      continue;
+    }
+    std::size_t first = i;
+    while (i + 1 < n && !drop(req.members[i + 1].key)) ++i;
+    out.push_back(
+        req.body.substr(req.members[first].begin, req.members[i].end - req.members[first].begin));
+    out.push_back(",");
+    ++i;
   }
-  size += kept;  // a comma after each kept member, before the tail
+  out.push_back(tail_a);
+  if (!tail_b.empty()) out.push_back(tail_b);
+  out.push_back("}");
+}
+
+std::string join(const std::vector<std::string_view>& pieces) {
+  std::size_t size = 0;
+  for (auto p : pieces) size += p.size();
   std::string out;
   out.reserve(size);
-  out += '{';
-  for (const member_range& m : req.members) {
-    if (drop(m.key)) continue;
-    out.append(req.body, m.begin, m.end - m.begin);
-    out += ',';
-  }
-  out += tail_a;
-  out += tail_b;
-  out += '}';
+  for (auto p : pieces) out += p;
   return out;
 }
 
@@ -131,16 +142,33 @@ std::optional<std::string> request_splicer::parse(std::string& body, client_requ
   return std::nullopt;
 }
 
+void request_splicer::prefill_pieces(const client_request& req,
+                                     std::vector<std::string_view>& out) {
+  splice_pieces(req, dropped_from_prefill, prefill_tail,
+                req.has_max_completion_tokens ? max_completion_tail : std::string_view(), out);
+}
+
+void request_splicer::decode_pieces(const client_request& req, std::string_view kv_transfer_params,
+                                    std::vector<std::string_view>& out) {
+  if (kv_transfer_params.empty()) {
+    out.assign({req.body});
+    return;
+  }
+  // The prefiller's bytes go out as they came, never through a JSON tree.
+  splice_pieces(req, dropped_from_decode, kv_key, kv_transfer_params, out);
+}
+
 std::string request_splicer::prefill_body(const client_request& req) {
-  return splice(req, dropped_from_prefill, prefill_tail,
-                req.has_max_completion_tokens ? max_completion_tail : std::string_view());
+  std::vector<std::string_view> pieces;
+  prefill_pieces(req, pieces);
+  return join(pieces);
 }
 
 std::string request_splicer::decode_body(const client_request& req,
                                          std::string_view kv_transfer_params) {
-  if (kv_transfer_params.empty()) return std::string(req.body);
-  // The prefiller's bytes go straight into the one allocation, never through a JSON tree.
-  return splice(req, dropped_from_decode, kv_key, kv_transfer_params);
+  std::vector<std::string_view> pieces;
+  decode_pieces(req, kv_transfer_params, pieces);
+  return join(pieces);
 }
 
 }  // namespace glm::protocol

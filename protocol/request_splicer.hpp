@@ -3,6 +3,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "protocol/client_request.hpp"
 
@@ -22,16 +23,26 @@ class request_splicer {
   // unchanged.
   static std::optional<std::string> parse(std::string& body, client_request& out);
 
+  // Spare capacity a body should have past its size so parse() need not reallocate (and copy)
+  // it to give simdjson its padding.
+  static constexpr std::size_t padding = 64;
+
   // The client's body with kv_transfer_params = {"do_remote_decode":true,"do_remote_prefill":false,
   // "remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null},
   // stream:false, max_tokens:1, min_tokens:1, max_completion_tokens:1 only when the client sent
   // that key, and stream_options removed. Everything else is copied byte for byte.
   static std::string prefill_body(const client_request& req);
+  // prefill_body as pieces to be sent one after the other (a gather write): views of the client's
+  // body and of static text, valid while the body is. `out` is cleared first.
+  static void prefill_pieces(const client_request& req, std::vector<std::string_view>& out);
 
   // The client's body, every member kept except a client-sent kv_transfer_params, plus
   // "kv_transfer_params":<kv_transfer_params> copied verbatim. An empty `kv_transfer_params`
   // means the prefiller returned none: the client's body is returned unchanged.
   static std::string decode_body(const client_request& req, std::string_view kv_transfer_params);
+  // decode_body as pieces, like prefill_pieces; they also view `kv_transfer_params`.
+  static void decode_pieces(const client_request& req, std::string_view kv_transfer_params,
+                            std::vector<std::string_view>& out);
 };
 
 }  // namespace glm::protocol

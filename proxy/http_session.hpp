@@ -50,7 +50,8 @@ class http_session {
   // the client to leave. Without a place, the refusal (503) has been answered.
   net::awaitable<admission> admit(bool keep_alive);
   net::awaitable<void> linger();
-  std::string healthcheck_body() const;
+  // Reads a Content-Length body into the parser's message, bypassing the parser.
+  net::awaitable<error_code> read_sized_body(http::request_parser<http::string_body>& parser);
   static std::string_view metrics_endpoint(std::string_view path);
 
   proxy_context& ctx_;

@@ -5,9 +5,11 @@
 
 namespace glm::proxy {
 
-// Probes the instances waiting to be added (POST /instances/add) with GET /v1/models, 5 s each, as
-// the balancer schedules them: every --waiting-retry-interval until one answers 2xx (it joins the
-// rotation) or --max-waiting-retries probes have failed (it is dropped).
+// Probes instances with GET /v1/models, 5 s each, as the balancer schedules them: those waiting to
+// be added (POST /instances/add), every --waiting-retry-interval until one answers 2xx (it joins
+// the rotation) or --max-waiting-retries probes have failed (it is dropped); and ejected ones
+// whose ejection time is up, which a 2xx brings back and a failure ejects again for longer. It
+// also logs the balancer's ejections, which the balancer (no I/O) only records.
 class instance_prober {
  public:
   explicit instance_prober(proxy_context& ctx) : ctx_(ctx) {}
@@ -16,8 +18,8 @@ class instance_prober {
   net::awaitable<void> run();
 
  private:
-  net::awaitable<void> probe(std::uint64_t pending_id, balancer::role kind,
-                             balancer::backend_address to);
+  net::awaitable<void> probe(balancer::probe_task task);
+  void log_ejections();
 
   proxy_context& ctx_;
 };

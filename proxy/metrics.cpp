@@ -141,7 +141,13 @@ std::string metrics::serialize(const balancer::balancer& lb) const {
                      "active_kv_cache; decode: active_tokens)",
                      backends);
   auto& healthy = named(prometheus::BuildGauge(), "glm_proxy_backend_healthy",
-                        "1 when the backend can be chosen, 0 when isolated", backends);
+                        "1 when the backend can be chosen, 0 when isolated or ejected", backends);
+  // A counter read from the balancer like the gauges: it is monotonic for as long as the backend
+  // is an instance, and its series goes when the backend is removed.
+  auto& ejections = named(prometheus::BuildCounter(), "glm_proxy_ejections_total",
+                          "Times the backend was taken out of rotation after consecutive "
+                          "failures, re-ejections after a failed probe included",
+                          backends);
   for (const auto& i : lb.instances()) {
     prometheus::Labels labels{{"role", std::string(balancer::to_string(i.kind))},
                               {"backend", i.address.to_string()}};
@@ -149,7 +155,8 @@ std::string metrics::serialize(const balancer::balancer& lb) const {
     load.Add(labels).Set(i.kind == balancer::role::prefill
                              ? i.active_tokens + 0.3 * i.active_kv_cache
                              : i.active_tokens);
-    healthy.Add(labels).Set(i.isolated ? 0 : 1);
+    healthy.Add(labels).Set(i.isolated || i.ejected ? 0 : 1);
+    ejections.Add(labels).Increment(static_cast<double>(i.ejections_total));
   }
   auto backend_families = backends.Collect();
   families.insert(families.end(), backend_families.begin(), backend_families.end());

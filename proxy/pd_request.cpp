@@ -22,8 +22,10 @@ namespace {
 using protocol::response_rewriter;
 
 // Relay buffer: one read from the decoder is written to the client before the next read, so a
-// slow client slows the decoder instead of growing memory.
-constexpr std::size_t relay_buffer_bytes = 8 * 1024;
+// slow client slows the decoder instead of growing memory. It lives in every open stream's
+// coroutine frame; 4 KiB (nginx's smallest proxy buffer) holds a dozen vLLM chunks, and an event
+// larger than a read is reassembled by the framer.
+constexpr std::size_t relay_buffer_bytes = 4 * 1024;
 // An SSE event split over reads is held until it is complete; no real event is near this.
 constexpr std::size_t max_event_bytes = 4 << 20;
 // The reference's default when the client gives no max_tokens.
@@ -49,6 +51,11 @@ namespace {
 bool retryable(const error_code& ec, unsigned status) {
   // A 400 is the request's own fault: every instance would refuse it the same way.
   return ec || status != 400;
+}
+
+// A 4xx is the request's fault, which any instance would answer alike: it must not eject one.
+bool instance_fault(const error_code& ec, unsigned status) {
+  return ec || status / 100 != 4;
 }
 
 }  // namespace
@@ -136,29 +143,30 @@ net::awaitable<bool> pd_request::serve() {
 
 net::awaitable<pd_request::attempt> pd_request::start(upstream_exchange& up,
                                                       const balancer::backend_address& to,
-                                                      std::string_view body,
                                                       std::chrono::steady_clock::duration wait) {
   attempt a;
   active_ = &up;
-  if (client_gone_) {
-    a.ec = net::error::operation_aborted;
-    co_return a;
+  const std::string host = to.to_string();
+  const upstream_exchange::post head{target_, host, request_id_, ctx_.cfg.backend_api_key};
+  auto how = upstream_exchange::connection::pooled;
+  for (;;) {
+    if (client_gone_) {
+      a.ec = net::error::operation_aborted;
+      co_return a;
+    }
+    a.ec = co_await up.connect(to, seconds(ctx_.cfg.connect_timeout), how);
+    if (a.ec) co_return a;
+    a.ec = co_await up.send(head, pieces_, wait);
+    if (!a.ec) a.ec = co_await up.read_header(wait);
+    // A kept-alive connection the backend closed before reading the request: that is no failure
+    // of the backend, and the request was not seen, so it goes again once on a new connection.
+    // A timeout is not that: the backend may be working on it.
+    if (a.ec && up.reused() && !up.answer_started() && a.ec != beast::error::timeout) {
+      how = upstream_exchange::connection::fresh;
+      continue;
+    }
+    break;
   }
-  a.ec = co_await up.connect(to, seconds(ctx_.cfg.connect_timeout));
-  if (a.ec) co_return a;
-
-  upstream_exchange::request req{http::verb::post, target_, 11};
-  req.set(http::field::host, to.to_string());
-  req.set(http::field::content_type, "application/json");
-  req.set("X-Request-Id", request_id_);
-  if (!ctx_.cfg.backend_api_key.empty()) {
-    req.set(http::field::authorization, "Bearer " + ctx_.cfg.backend_api_key);
-  }
-  req.body() = {body.data(), body.size()};
-  req.prepare_payload();
-  a.ec = co_await up.send(req, wait);
-  if (a.ec) co_return a;
-  a.ec = co_await up.read_header(wait);
   if (!a.ec) a.status = up.status();
   co_return a;
 }
@@ -174,22 +182,23 @@ net::awaitable<bool> pd_request::retry_pause(int attempt_number) {
 
 net::awaitable<std::optional<std::string>> pd_request::prefill(
     const protocol::client_request& request) {
-  const std::string body = protocol::request_splicer::prefill_body(request);
   const int attempts = std::max(1, ctx_.cfg.max_retries);
   for (int k = 1;; ++k) {
     auto to = lease_.choose_prefiller();
     if (!to) {
       record_.ending = "no_instance";
-      co_await answer_error(503, {}, "no prefill instance is available");
+      co_await answer_no_instance(balancer::role::prefill);
       co_return std::nullopt;
     }
     record_.prefiller = to->to_string();
     upstream_exchange up(co_await net::this_coro::executor);
     auto attempt_start = std::chrono::steady_clock::now();
     auto deadline = attempt_start + seconds(ctx_.cfg.prefill_timeout);
-    attempt a = co_await start(up, *to, body, seconds(ctx_.cfg.prefill_timeout));
+    protocol::request_splicer::prefill_pieces(request, pieces_);
+    attempt a = co_await start(up, *to, seconds(ctx_.cfg.prefill_timeout));
     std::string answer;
     if (!a.ec) a.ec = co_await up.read_body(answer, ctx_.cfg.max_body_bytes, deadline);
+    if (!a.ec) up.recycle(*to);
     active_ = nullptr;
     if (client_gone_) co_return std::nullopt;
     if (!a.ec && a.status / 100 == 2) {
@@ -199,17 +208,19 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
       protocol::prefill_result result;
       if (auto error = protocol::prefill_result::parse(answer, result)) {
         record_.ending = "upstream_error";
+        lease_.prefill_failed();
         co_await answer_error(502, {},
                               "prefill instance " + to->to_string() + " answered: " + *error);
         co_return std::nullopt;
       }
       cached_tokens_ = result.cached_tokens;
+      lease_.prefill_succeeded();
       co_return std::move(result.kv_transfer_params);
     }
     spdlog::warn("[{}] prefill attempt {}/{} on {} failed: {}", request_id_, k, attempts,
                  to->to_string(), a.ec ? a.ec.message() : "HTTP " + std::to_string(a.status));
     ctx_.stats.upstream_error(balancer::role::prefill, to->to_string(), error_kind(a));
-    lease_.prefill_failed();
+    lease_.prefill_failed(instance_fault(a.ec, a.status));
     if (k >= attempts || !retryable(a.ec, a.status)) {
       co_await answer_failure("prefill", *to, a, answer);
       co_return std::nullopt;
@@ -221,20 +232,23 @@ net::awaitable<std::optional<std::string>> pd_request::prefill(
 
 net::awaitable<pd_request::decode_outcome> pd_request::decode(
     const protocol::client_request& request, std::string_view kv_transfer_params) {
-  const std::string body = protocol::request_splicer::decode_body(request, kv_transfer_params);
   const int attempts = std::max(1, ctx_.cfg.max_retries);
   for (int k = 1;; ++k) {
     auto to = lease_.choose_decoder();
     if (!to) {
       record_.ending = "no_instance";
-      co_await answer_error(503, {}, "no decode instance is available");
+      co_await answer_no_instance(balancer::role::decode);
       co_return decode_outcome::answered;
     }
     record_.decoder = to->to_string();
     upstream_exchange up(co_await net::this_coro::executor);
-    attempt a = co_await start(up, *to, body, seconds(ctx_.cfg.stream_idle_timeout));
+    protocol::request_splicer::decode_pieces(request, kv_transfer_params, pieces_);
+    attempt a = co_await start(up, *to, seconds(ctx_.cfg.stream_idle_timeout));
     if (!a.ec && a.status / 100 == 2) {
+      lease_.decode_succeeded();
       auto outcome = parsed_.stream ? co_await relay_stream(up) : co_await relay_body(up);
+      // Kept only if the answer was read to its end (relay_* close it on every other way out).
+      up.recycle(*to);
       active_ = nullptr;
       co_return outcome;
     }
@@ -242,15 +256,17 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
     if (!a.ec) {
       // The error body is for the client; a broken one still leaves the status to report.
       auto deadline = std::chrono::steady_clock::now() + seconds(ctx_.cfg.stream_idle_timeout);
-      co_await up.read_body(answer, std::min<std::size_t>(ctx_.cfg.max_body_bytes, 1 << 20),
-                            deadline);
+      if (!co_await up.read_body(answer, std::min<std::size_t>(ctx_.cfg.max_body_bytes, 1 << 20),
+                                 deadline)) {
+        up.recycle(*to);
+      }
     }
     active_ = nullptr;
     if (client_gone_) co_return decode_outcome::answered;
     spdlog::warn("[{}] decode attempt {}/{} on {} failed: {}", request_id_, k, attempts,
                  to->to_string(), a.ec ? a.ec.message() : "HTTP " + std::to_string(a.status));
     ctx_.stats.upstream_error(balancer::role::decode, to->to_string(), error_kind(a));
-    lease_.decode_failed();
+    lease_.decode_failed(instance_fault(a.ec, a.status));
     if (k >= attempts || !retryable(a.ec, a.status)) {
       co_await answer_failure("decode", *to, a, answer);
       co_return decode_outcome::answered;
@@ -481,6 +497,19 @@ net::awaitable<void> pd_request::answer_error(unsigned status, std::string body,
   } else {
     co_await send(json_response(status, std::move(body), keep_alive_));
   }
+}
+
+net::awaitable<void> pd_request::answer_no_instance(balancer::role kind) {
+  ctx_.stats.refused("no_instance");
+  std::string message = "no " + std::string(balancer::to_string(kind)) + " instance is available";
+  if (writer_.header_sent()) {
+    co_await end_stream_with_error(message);
+    co_return;
+  }
+  // Every instance of the role is ejected or removed: tell the client when one may be back.
+  auto res = json_error_response(503, message, keep_alive_);
+  res.set(http::field::retry_after, std::to_string(ctx_.lb.retry_after(kind).count()));
+  co_await send(std::move(res));
 }
 
 net::awaitable<void> pd_request::end_stream_with_error(std::string_view message) {

@@ -72,14 +72,17 @@ class pd_request {
   // Prepares the body of the next round after a recompute; false when it cannot be built.
   bool prepare_recompute();
 
+  // Connects (a pooled connection first), sends pieces_ and reads the answer's header.
   net::awaitable<attempt> start(upstream_exchange& up, const balancer::backend_address& to,
-                                std::string_view body, std::chrono::steady_clock::duration wait);
+                                std::chrono::steady_clock::duration wait);
   net::awaitable<bool> retry_pause(int attempt_number);
   // Answers a failed backend attempt: the backend's own status and body, or 502/504.
   net::awaitable<void> answer_failure(const char* role, const balancer::backend_address& to,
                                       const attempt& a, const std::string& body);
   // Answers an error: a JSON response, or an SSE error event once the stream has begun.
   net::awaitable<void> answer_error(unsigned status, std::string body, std::string_view message);
+  // Answers "no instance of this role can be chosen": a 503 with Retry-After.
+  net::awaitable<void> answer_no_instance(balancer::role kind);
   net::awaitable<void> send(http::response<http::string_body> res);
   net::awaitable<void> end_stream_with_error(std::string_view message);
 
@@ -100,6 +103,8 @@ class pd_request {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last_write_{};  // of decode bytes, for token gaps
   std::size_t events_in_read_ = 0;
+  // The body of the backend call in progress, as views for a gather write (no copy of the prompt).
+  std::vector<std::string_view> pieces_;
 
   chunked_writer writer_;
   protocol::sse_framer framer_;

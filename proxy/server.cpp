@@ -4,6 +4,7 @@
 
 #include "proxy/connection_refusal.hpp"
 #include "proxy/http_session.hpp"
+#include "proxy/upstream_pool.hpp"
 
 namespace glm::proxy {
 namespace {
@@ -19,6 +20,8 @@ balancer::balancer::options balancer_options(const config& cfg) {
   o.max_waiting_retries = cfg.max_waiting_retries;
   o.waiting_retry_interval =
       std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.waiting_retry_interval));
+  o.eject_after = cfg.eject_after;
+  o.eject_base = std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.eject_seconds));
   return o;
 }
 
@@ -137,6 +140,7 @@ int server::run() {
   net::co_spawn(*workers_[0], accept_loop(), net::detached);
   net::co_spawn(*workers_[0], wait_for_signal(), net::detached);
   net::co_spawn(*workers_[0], prober_.run(), net::detached);
+  for (auto& w : workers_) net::co_spawn(*w, upstream_pool::evict_periodically(), net::detached);
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     threads.emplace_back([w = workers_[i].get()] { w->run(); });

@@ -169,13 +169,25 @@ class AnswerTests(BaseCase):
         status, h, body = get(self.port, "/healthcheck")
         self.assertEqual(status, 200)
         self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
-        self.assertEqual(strict_loads(body), {"status": "ok", "prefill_instances": 2,
-                                              "decode_instances": 2, "request_num": 0})
+        h = strict_loads(body)
+        instances = h.pop("instances")
+        self.assertEqual(h, {"status": "ok", "prefill_instances": 2, "decode_instances": 2,
+                             "request_num": 0})
+        expected = [{"role": role, "address": f"127.0.0.1:{port}", "state": "active",
+                     "inflight": 0, "consecutive_failures": 0, "ejections": 0}
+                    for role, ports in (("prefill", self.cluster.prefill_ports),
+                                        ("decode", self.cluster.decode_ports))
+                    for port in ports]
+        self.assertEqual(instances, expected)
 
     def test_healthcheck_counts_instances(self):
         c = self.start_cluster(prefillers=1, decoders=3)
-        self.assertEqual(healthcheck(c.port), {"status": "ok", "prefill_instances": 1,
-                                               "decode_instances": 3, "request_num": 0})
+        h = healthcheck(c.port)
+        self.assertEqual({k: v for k, v in h.items() if k != "instances"},
+                         {"status": "ok", "prefill_instances": 1, "decode_instances": 3,
+                          "request_num": 0})
+        self.assertEqual([(i["role"], i["state"]) for i in h["instances"]],
+                         [("prefill", "active")] + [("decode", "active")] * 3)
 
     def test_keep_alive_two_requests_one_connection(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

@@ -741,8 +741,11 @@ class DecoderErrorTests(ParityCase):
     def test_decoder_500_json_error(self):
         p = self.spawn_mock(name="prefill-0")
         d = self.spawn_mock("--fail-status", "500", name="decode-0")
+        # Ejection off: the reference has none, and four 500s in a row would eject the only
+        # decoder (test_ejection covers that).
         proxy = self.spawn_proxy(backend_args(local(p.port), local(d.port))
-                                 + ["--max-retries", "2", "--retry-delay", "0.001"])
+                                 + ["--max-retries", "2", "--retry-delay", "0.001",
+                                    "--eject-after", "0"])
         for flag in (False, True):
             with self.subTest(stream=flag):
                 body = {"prompt": "x", "max_tokens": 2, "stream": flag}

@@ -200,11 +200,11 @@ TEST_CASE("prefill body replaces the PD members and keeps the rest verbatim", "[
     CHECK(request_splicer::prefill_body(p.req) ==
           R"({"prompt":"a","prompt":"b",)" + prefill_tail + "}");
   }
-  SECTION("whitespace inside members is kept, between members it is not") {
+  SECTION("whitespace inside and between kept neighbours is kept, around dropped ones it is not") {
     parsed p("{\n  \"model\" :\t\"m\",\n  \"prompt\" : [ 1 , 2 ] ,\n  \"stream\" : true\n}\n");
     REQUIRE_FALSE(p.error);
     CHECK(request_splicer::prefill_body(p.req) ==
-          "{\"model\" :\t\"m\",\"prompt\" : [ 1 , 2 ]," + prefill_tail + "}");
+          "{\"model\" :\t\"m\",\n  \"prompt\" : [ 1 , 2 ]," + prefill_tail + "}");
   }
   SECTION("escaped quotes, backslashes and unicode in strings are copied as written") {
     const std::string prompt =
@@ -483,4 +483,40 @@ TEST_CASE("parse resets a reused client_request", "[splicer]") {
   CHECK_FALSE(req.max_tokens);
   CHECK_FALSE(req.has_prompt);
   CHECK(req.members.size() == 1);
+}
+
+TEST_CASE("pieces view the client's bytes instead of copying them", "[request_splicer]") {
+  using glm::protocol::request_splicer;
+  std::string body =
+      R"({"model":"m", "prompt":"a long prompt" ,"stream":true,"temperature":0.5,"max_tokens":9})";
+  glm::protocol::client_request req;
+  REQUIRE_FALSE(request_splicer::parse(body, req));
+
+  std::vector<std::string_view> pieces;
+  request_splicer::prefill_pieces(req, pieces);
+  std::string joined;
+  for (auto p : pieces) joined += p;
+  CHECK(joined == request_splicer::prefill_body(req));
+  // model and prompt are adjacent and kept: one view of the body, separators as written.
+  auto in_body = [&](std::string_view p) {
+    return p.data() >= body.data() && p.data() + p.size() <= body.data() + body.size();
+  };
+  REQUIRE(pieces.size() >= 2);
+  CHECK(pieces[1] == R"("model":"m", "prompt":"a long prompt")");
+  CHECK(in_body(pieces[1]));
+  CHECK(pieces[3] == R"("temperature":0.5)");
+  CHECK(in_body(pieces[3]));
+
+  std::string kv = R"({"remote_engine_id":"e"})";
+  request_splicer::decode_pieces(req, kv, pieces);
+  joined.clear();
+  for (auto p : pieces) joined += p;
+  CHECK(joined == request_splicer::decode_body(req, kv));
+  CHECK(pieces[1].size() == body.size() - 2);  // every member kept: one view of all of them
+  CHECK(in_body(pieces[1]));
+  CHECK(pieces[pieces.size() - 2].data() == kv.data());
+
+  request_splicer::decode_pieces(req, {}, pieces);
+  REQUIRE(pieces.size() == 1);
+  CHECK(pieces[0].data() == body.data());
 }
