@@ -246,9 +246,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
     attempt a = co_await start(up, *to, seconds(ctx_.cfg.stream_idle_timeout));
     if (!a.ec && a.status / 100 == 2) {
       lease_.decode_succeeded();
-      auto outcome = parsed_.stream ? co_await relay_stream(up) : co_await relay_body(up);
-      // Kept only if the answer was read to its end (relay_* close it on every other way out).
-      up.recycle(*to);
+      auto outcome = parsed_.stream ? co_await relay_stream(up, *to) : co_await relay_body(up, *to);
       active_ = nullptr;
       co_return outcome;
     }
@@ -276,7 +274,8 @@ net::awaitable<pd_request::decode_outcome> pd_request::decode(
   }
 }
 
-net::awaitable<pd_request::decode_outcome> pd_request::relay_stream(upstream_exchange& up) {
+net::awaitable<pd_request::decode_outcome> pd_request::relay_stream(
+    upstream_exchange& up, const balancer::backend_address& from) {
   if (!writer_.header_sent()) {
     http::response<http::empty_body> res{http::status::ok, 11};
     res.set(http::field::server, "glm-proxy");
@@ -335,6 +334,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_stream(upstream_exc
     up.close();
     co_return decode_outcome::recompute;
   }
+  up.recycle(from);  // read to its end
   // A stream that ended without a final blank line: its last bytes still belong to the client.
   if (!framer_.pending().empty() && co_await writer_.write_chunk(framer_.pending())) {
     answer_keeps_connection_ = false;
@@ -436,7 +436,8 @@ bool pd_request::prepare_recompute() {
   return true;
 }
 
-net::awaitable<pd_request::decode_outcome> pd_request::relay_body(upstream_exchange& up) {
+net::awaitable<pd_request::decode_outcome> pd_request::relay_body(
+    upstream_exchange& up, const balancer::backend_address& from) {
   std::string body;
   auto deadline = std::chrono::steady_clock::now() + seconds(ctx_.cfg.stream_idle_timeout);
   auto ec = co_await up.read_body(body, ctx_.cfg.max_body_bytes, deadline);
@@ -449,6 +450,7 @@ net::awaitable<pd_request::decode_outcome> pd_request::relay_body(upstream_excha
     co_await answer_error(status, {}, "decode instance failed while answering: " + ec.message());
     co_return decode_outcome::answered;
   }
+  up.recycle(from);  // read to its end
   if (body.find("recomputed") != std::string::npos && response_rewriter::is_recomputed(body)) {
     // Without a stream the client gets one body: keep this part's text for the final answer.
     // The budget rule counts chunks; a whole body is its completion tokens plus the recomputed

@@ -59,8 +59,12 @@ class pd_request {
   net::awaitable<std::optional<std::string>> prefill(const protocol::client_request& body);
   net::awaitable<decode_outcome> decode(const protocol::client_request& body,
                                         std::string_view kv_transfer_params);
-  net::awaitable<decode_outcome> relay_stream(upstream_exchange& up);
-  net::awaitable<decode_outcome> relay_body(upstream_exchange& up);
+  // Both give the decoder's connection back to the pool as soon as its answer is read whole,
+  // before the last client write, so the client's next request can reuse it.
+  net::awaitable<decode_outcome> relay_stream(upstream_exchange& up,
+                                              const balancer::backend_address& from);
+  net::awaitable<decode_outcome> relay_body(upstream_exchange& up,
+                                            const balancer::backend_address& from);
   // Frames one read of the decoder's stream and writes it to the client as one chunk, with the
   // events that need it rewritten or dropped. False when the client write failed.
   net::awaitable<bool> forward_events(std::string_view piece);

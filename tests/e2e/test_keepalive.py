@@ -55,7 +55,9 @@ class KeepAliveTests(ClusterTestCase):
             states = tcp_states(port)
             # The proxy closes first when it does not reuse: a TIME_WAIT per request would show.
             self.assertEqual(states.get("time_wait", 0), 0, states)
-            self.assertEqual(states.get("established", 0), 1, states)
+            # One connection per backend, or two if a request came in while the previous one's
+            # connection was on its way back to the pool; never one per request.
+            self.assertIn(states.get("established", 0), (1, 2), states)
 
 
 class StaleConnectionTests(ClusterTestCase):
