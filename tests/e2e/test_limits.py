@@ -11,6 +11,7 @@ Run by hand: cd tests/e2e && python3 -m unittest -v test_limits
 import concurrent.futures
 import http.client
 import json
+import signal
 import socket
 import unittest
 
@@ -380,6 +381,41 @@ class SlowDecoderQueueTests(LimitsCase):
         m = self.assert_all_released()
         self.assertEqual(self.refusals(m, "max_inflight"), 0, m.text)
         self.assertEqual(self.refusals(m, "queue_timeout"), 0, m.text)
+
+
+class DrainTests(LimitsCase):
+    proxy_args = ("--max-inflight", "1", "--queue-timeout", "120", "--drain-timeout", "60")
+
+    def queue_behind_held_slot(self):
+        held = self.hold_slot()
+        waiting = open_raw(self.port, "POST", COMPLETIONS, {"prompt": "x", "max_tokens": 2})
+        self.addCleanup(waiting.close)
+        self.wait_metric(lambda m: m.value("glm_proxy_queued_requests") == 1,
+                         "the second request did not join the line")
+        return held, waiting
+
+    def test_sigterm_lets_a_queued_request_be_served(self):
+        held, waiting = self.queue_behind_held_slot()
+        proxy = self.cluster.proxy
+        proxy.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "no longer accepting" in proxy.read_log(), 20,
+                   message="the proxy did not start draining")
+        # The held request ends during the drain; the one in line gets its slot and is served.
+        held.close()
+        status, _, body = read_one_response(waiting)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(proxy.proc.wait(30), 0)
+
+    def test_drain_timeout_with_a_request_in_line_exits_cleanly(self):
+        c = self.start_cluster(proxy_args=("--max-inflight", "1", "--queue-timeout", "120",
+                                           "--drain-timeout", "0.5"))
+        self.cluster = c
+        self.queue_behind_held_slot()
+        c.proxy.proc.send_signal(signal.SIGTERM)
+        # Neither the held request nor the waiting one ends: the drain times out, and the
+        # waiter suspended in line is torn down with its worker.
+        self.assertEqual(c.proxy.proc.wait(30), 0)
+        self.assertIn("waiting are cut", c.proxy.read_log())
 
 
 # --------------------------------------------------------------------------------------------
