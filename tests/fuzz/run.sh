@@ -57,8 +57,11 @@ for t in "${targets[@]}"; do
         "corpus/${t}" "${root}/tests/fuzz/corpus/${t}" >"${out}/${t}.log" 2>&1); then
     grep -E "INITED|^Done|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "${out}/${t}.log"
   else
-    # The report (sanitizer stack or deadly signal, then the input) is at the end of the log.
-    tail -n 80 "${out}/${t}.log"
+    # The report (sanitizer stack, deadly signal, timeout or OOM, then the input) follows the
+    # progress lines: print it from its first line.
+    report="$(awk '/ERROR: |runtime error: |deadly signal|ALARM: working on the last Unit|out-of-memory/ {p = 1} p' \
+      "${out}/${t}.log" | head -n 150)"
+    if [[ -n "${report}" ]]; then echo "${report}"; else tail -n 80 "${out}/${t}.log"; fi
     echo "=== ${t}: FAILED; the input is in ${out}/${t}-crash-* (or -leak-, -timeout-, -oom-)"
     failed+=("${t}")
   fi
