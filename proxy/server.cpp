@@ -52,6 +52,7 @@ server::server(const config& cfg)
       ctx_{cfg_, lb_, metrics_, inflight_},
       workers_(make_workers(cfg.workers)),
       acceptor_(*workers_[0]),
+      signals_(*workers_[0], SIGINT, SIGTERM),
       prober_(ctx_) {
   for (auto& w : workers_) guards_.push_back(net::make_work_guard(*w));
 }
@@ -111,8 +112,7 @@ net::awaitable<void> server::accept_loop() {
 }
 
 net::awaitable<void> server::wait_for_signal() {
-  net::signal_set signals(acceptor_.get_executor(), SIGINT, SIGTERM);
-  auto [ec, signal] = co_await signals.async_wait(use_nothrow);
+  auto [ec, signal] = co_await signals_.async_wait(use_nothrow);
   if (ec) co_return;
   spdlog::info("signal {}: no longer accepting; waiting for {} request(s) in flight", signal,
                lb_.request_num());

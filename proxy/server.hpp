@@ -51,6 +51,10 @@ class server {
   std::vector<std::unique_ptr<net::io_context>> workers_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
   tcp::acceptor acceptor_;
+  // Registered in the constructor, before listen() prints "listening on": a supervisor that
+  // sends SIGTERM as soon as it sees that line must get a drain and exit 0, not the default
+  // action (death by the signal). Asio queues a signal that arrives before async_wait.
+  net::signal_set signals_;
   instance_prober prober_;
   std::size_t next_worker_ = 0;
 };

@@ -5,12 +5,25 @@ can fill up); the harness polls that file for the "listening on HOST:PORT" line.
 
 Binaries come from $GLM_PROXY_BIN and $MOCK_VLLM_BIN (CTest sets them), defaulting to the build
 directory next to this file's repository.
+
+Sanitizer runs (tests/sanitize.sh) use three more variables:
+  GLM_PROXY_EXTRA_ARGS    appended to every glm-proxy started as a server (Process), e.g.
+                          "--workers 2"; a flag the test already passes (or sets through its
+                          GLM_PROXY_<FLAG> environment variable) is not overridden.
+  GLM_TEST_TIMEOUT_SCALE  multiplies the harness's waiting bounds (start, HTTP, wait_until, stop
+                          grace): instrumented binaries are slower. It never turns into a timing
+                          assertion: it only lets a poll wait longer.
+  ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS  passed through to the processes; a sanitizer report
+                          in a process's log (or its exit with the "exitcode=" these options set)
+                          fails the test that stops it.
 """
 
+import atexit
 import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -25,8 +38,9 @@ GLM_PROXY_BIN = os.environ.get("GLM_PROXY_BIN") or os.path.join(_REPO, "build", 
 MOCK_VLLM_BIN = os.environ.get("MOCK_VLLM_BIN") or os.path.join(_REPO, "build", "mock-vllm")
 
 LISTENING_RE = re.compile(r"listening on \[?([^\]\s]+)\]?:(\d+)")
-START_TIMEOUT = 10.0
-HTTP_TIMEOUT = 30.0
+TIMEOUT_SCALE = max(1.0, float(os.environ.get("GLM_TEST_TIMEOUT_SCALE") or 1))
+START_TIMEOUT = 10.0 * TIMEOUT_SCALE
+HTTP_TIMEOUT = 30.0 * TIMEOUT_SCALE
 
 PREFILL_KV = {
     "do_remote_decode": True,
@@ -39,15 +53,104 @@ PREFILL_KV = {
 
 
 # --------------------------------------------------------------------------------------------
+# Sanitizer reports
+
+
+# The first line of a report of each sanitizer (UBSan's is "file:line:col: runtime error: ...").
+SANITIZER_RE = re.compile(r"ERROR: (?:Address|Leak|Memory)Sanitizer|WARNING: ThreadSanitizer|"
+                          r"ThreadSanitizer: |runtime error: |ERROR: UndefinedBehaviorSanitizer")
+
+
+def _sanitizer_exit_codes():
+    """The exit codes the sanitizers' options in our environment give a process with a report."""
+    codes = set()
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"):
+        for m in re.finditer(r"(?:^|:)exitcode=(\d+)", os.environ.get(var, "")):
+            codes.add(int(m.group(1)))
+    return codes
+
+
+SANITIZER_EXIT_CODES = _sanitizer_exit_codes()
+
+
+class SanitizerError(AssertionError):
+    """A process reported a sanitizer error (ASan, UBSan, LSan, TSan)."""
+
+
+# Every report found, so that one a test's own cleanup swallowed still fails the run (atexit).
+_sanitizer_reports = []
+_live_processes = []
+
+
+def sanitizer_report(text):
+    """The sanitizer report in a log (from its first line, at most 60 lines), or None."""
+    m = SANITIZER_RE.search(text)
+    if m is None:
+        return None
+    start = text.rfind("\n", 0, m.start()) + 1
+    return "\n".join(text[start:].splitlines()[:60])
+
+
+@atexit.register
+def _fail_run_on_sanitizer_reports():
+    # Processes a test forgot to stop are stopped here, so their reports (LSan's come at exit)
+    # are seen too.
+    for p in list(_live_processes):
+        try:
+            p.stop()
+        except SanitizerError:
+            pass
+    if _sanitizer_reports:
+        sys.stdout.flush()
+        sys.stderr.write(f"\n===== {len(_sanitizer_reports)} sanitizer report(s): failing the run\n")
+        for name, report in _sanitizer_reports:
+            sys.stderr.write(f"----- {name}\n{report}\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _proxy_extra_args(argv, env):
+    """$GLM_PROXY_EXTRA_ARGS as flag groups ("--flag [values...]"), minus the flags argv already
+    has or env sets as GLM_PROXY_<FLAG> (a test that chooses a value keeps it)."""
+    extra = shlex.split(os.environ.get("GLM_PROXY_EXTRA_ARGS", ""))
+    present = {a.split("=", 1)[0] for a in argv[1:] if a.startswith("--")}
+    env = os.environ if env is None else env
+    out = []
+    group = []
+
+    def flush():
+        if group:
+            flag = group[0].split("=", 1)[0]
+            env_name = "GLM_PROXY_" + flag.lstrip("-").upper().replace("-", "_")
+            if flag not in present and env_name not in env:
+                out.extend(group)
+
+    for token in extra:
+        if token.startswith("-"):
+            flush()
+            group = [token]
+        else:
+            group.append(token)
+    flush()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Processes
 
 
 class Process:
-    """A child process whose stdout and stderr go to one temporary log file."""
+    """A child process whose stdout and stderr go to one temporary log file.
+
+    A glm-proxy (argv[0] is GLM_PROXY_BIN) also gets $GLM_PROXY_EXTRA_ARGS.
+    """
 
     def __init__(self, name, argv, env=None):
         self.name = name
-        self.argv = list(argv)
+        self.argv = [str(a) for a in argv]
+        if self.argv and self.argv[0] == GLM_PROXY_BIN:
+            self.argv += _proxy_extra_args(self.argv, env)
+        self.sanitizer_checked = False
         self.log = tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False)
         self.log_path = self.log.name
         self.port = None
@@ -59,6 +162,7 @@ class Process:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        _live_processes.append(self)
 
     def read_log(self):
         try:
@@ -92,7 +196,12 @@ class Process:
         return self.proc.poll() is None
 
     def stop(self, grace=5.0):
-        """SIGTERM, then SIGKILL after `grace` seconds. Returns the exit code."""
+        """SIGTERM, then SIGKILL after `grace` seconds (scaled). Returns the exit code.
+
+        Raises SanitizerError, once, if the log holds a sanitizer report or the process exited
+        with a sanitizer's exit code; the process is stopped either way.
+        """
+        grace *= TIMEOUT_SCALE
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -103,9 +212,32 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=grace)
+        if self in _live_processes:
+            _live_processes.remove(self)
+        self.check_sanitizer()
         return self.proc.returncode
 
+    def check_sanitizer(self):
+        """Once the process has exited: raises SanitizerError if it reported an error."""
+        if self.sanitizer_checked or self.proc.poll() is None:
+            return
+        self.sanitizer_checked = True
+        code = self.proc.returncode
+        report = sanitizer_report(self.read_log())
+        if report is None and code in SANITIZER_EXIT_CODES:
+            report = f"(exit code {code}, a sanitizer's, and no report in the log)\n"
+            report += "\n".join(self.read_log().splitlines()[-40:])
+        if report is not None:
+            _sanitizer_reports.append((self.name, report))
+            raise SanitizerError(f"{self.name} (exit code {code}) reported a sanitizer error:\n"
+                                 f"{report}")
+
     def close_log(self, remove=True):
+        # A report must not vanish with the log (the atexit hook fails the run on it).
+        try:
+            self.check_sanitizer()
+        except SanitizerError as e:
+            sys.stderr.write(f"\n{e}\n")
         try:
             self.log.close()
         except OSError:
@@ -237,9 +369,15 @@ def ipv6_loopback_available():
 def run_proxy(args, timeout=10.0, env=None):
     """Runs glm-proxy with `args` to completion; returns (exit code, stdout+stderr text)."""
     r = subprocess.run([GLM_PROXY_BIN] + [str(a) for a in args], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                       env=clean_env(env))
-    return r.returncode, r.stdout.decode("utf-8", "replace")
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout * TIMEOUT_SCALE, env=clean_env(env))
+    out = r.stdout.decode("utf-8", "replace")
+    report = sanitizer_report(out)
+    if report is not None:
+        _sanitizer_reports.append(("glm-proxy " + " ".join(str(a) for a in args), report))
+        raise SanitizerError(f"glm-proxy (exit code {r.returncode}) reported a sanitizer error:\n"
+                             f"{report}")
+    return r.returncode, out
 
 
 class Cluster:
@@ -283,12 +421,18 @@ class Cluster:
         return ([self.proxy] if self.proxy else []) + self.prefillers + self.decoders
 
     def stop(self):
+        """Stops every process; then raises the first SanitizerError any of them gave."""
         # The proxy first: it must not see its backends vanish while it drains.
+        sanitizer_error = None
         for p in self.processes():
             try:
                 p.stop()
+            except SanitizerError as e:
+                sanitizer_error = sanitizer_error or e
             except Exception as e:  # keep stopping the others
                 print(f"stopping {p.name}: {e}", file=sys.stderr)
+        if sanitizer_error is not None:
+            raise sanitizer_error
 
     def logs(self):
         out = []
@@ -306,10 +450,12 @@ class Cluster:
         return self.start()
 
     def __exit__(self, *exc):
-        self.stop()
-        if exc[0] is not None:
-            print(self.logs(), file=sys.stderr)
-        self.close_logs()
+        try:
+            self.stop()
+        finally:
+            if exc[0] is not None:
+                print(self.logs(), file=sys.stderr)
+            self.close_logs()
         return False
 
     # -- addresses
@@ -395,11 +541,12 @@ class ClusterTestCase(unittest.TestCase):
         return False
 
     def _stop_cluster(self, c):
-        c.stop()
-        failed = self._failed()
-        if failed:
-            sys.stderr.write(f"\n===== logs of {self.id()} =====\n{c.logs()}\n")
-        c.close_logs()
+        try:
+            c.stop()  # a SanitizerError here makes the test an error
+        finally:
+            if self._failed():
+                sys.stderr.write(f"\n===== logs of {self.id()} =====\n{c.logs()}\n")
+            c.close_logs()
 
     @property
     def port(self):
@@ -582,6 +729,7 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message="condition not me
     """Polls predicate() until it returns a truthy value (returned) or `timeout` seconds pass
     (AssertionError with `message` and, if given, describe()'s last value). Exceptions raised by
     the predicate count as "not yet" and are reported if the timeout expires."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     last_error = None
     while True:
