@@ -69,8 +69,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_ASSERT(!again.stream && again.max_tokens == 1);
   FUZZ_ASSERT(again.has_max_completion_tokens == req.has_max_completion_tokens);
 
-  require_object(request_splicer::decode_body(req, R"({"remote_host":"h","remote_port":1})"),
-                 again, client_ec);
+  require_object(request_splicer::decode_body(req, R"({"remote_host":"h","remote_port":1})"), again,
+                 client_ec);
   FUZZ_ASSERT(again.stream == req.stream && again.include_usage == req.include_usage);
   FUZZ_ASSERT(request_splicer::decode_body(req, "") == std::string_view(body));
 
