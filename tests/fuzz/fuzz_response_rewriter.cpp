@@ -33,6 +33,19 @@ bool valid_object(std::string text) {
   return status == detail::scan_status::ok;
 }
 
+// Some "cached_tokens" member of `json` has the value `number`. Only the value is replaced when
+// the member exists, so JSON whitespace the decoder put after its colon stays.
+bool sets_cached_tokens(std::string_view json, std::string_view number) {
+  constexpr std::string_view key = "\"cached_tokens\"";
+  for (auto at = json.find(key); at != std::string_view::npos; at = json.find(key, at + 1)) {
+    auto value = json.find_first_not_of(" \t\r\n", at + key.size());
+    if (value == std::string_view::npos || json[value] != ':') continue;
+    value = json.find_first_not_of(" \t\r\n", value + 1);
+    if (value != std::string_view::npos && json.substr(value).starts_with(number)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -43,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (out) {
     FUZZ_ASSERT(valid);  // only a valid object is rewritten
     FUZZ_ASSERT(valid_object(*out));
-    FUZZ_ASSERT(out->find("\"cached_tokens\":42") != std::string::npos);
+    FUZZ_ASSERT(sets_cached_tokens(*out, "42"));
   }
 
   if (json.find('\n') == std::string_view::npos) {
