@@ -477,5 +477,49 @@ class DisconnectBurstTests(FaultCase):
         self.assert_idle(c)
 
 
+# ----------------------------------------------------------------------------------------------
+# A client that stops reading its stream (--client-write-timeout)
+
+
+class StalledClientTests(FaultCase):
+    auto_cluster = False
+
+    def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(self):
+        # Tokens as fast as the mock can send them: the proxy's send buffer and the client's
+        # small receive buffer fill within a few thousand events, then the proxy's write waits.
+        c = self.start_cluster(prefillers=1, decoders=1,
+                               decode_args=("--token-interval-ms", "0"),
+                               proxy_args=("--client-write-timeout", "1") + NO_EJECTION)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", c.port))
+        sock.sendall(http_request("POST", COMPLETIONS, completion(1_000_000, True)))
+        head = b""
+        while b"tok0" not in head:
+            data = sock.recv(4096)
+            self.assertTrue(data, f"closed before the first token: {head[:300]!r}")
+            head += data
+        # The client reads nothing more. The proxy must give up on it, close the decode stream
+        # (vLLM would stop generating) and release every load, not wait for a million tokens.
+        decoder = c.decoders[0]
+        wait_until(lambda: mock_stats(decoder.port)["client_disconnects"] == 1, 30,
+                   message="the proxy kept the decode stream of a client that stopped reading",
+                   describe=lambda: mock_stats(decoder.port))
+        self.assert_idle(c)
+        # And it closed the client's connection: what is still buffered ends in EOF or a reset,
+        # never in the stream's end.
+        rest = b""
+        try:
+            while data := sock.recv(65536):
+                rest += data
+        except ConnectionResetError:
+            pass
+        self.assertNotIn(b"[DONE]", rest)
+        self.assert_outcome(c.port, completion(5, True), "complete")
+        self.assertTrue(c.proxy.running())
+
+
 if __name__ == "__main__":
     unittest.main()
