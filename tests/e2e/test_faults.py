@@ -520,6 +520,41 @@ class StalledClientTests(FaultCase):
         self.assert_outcome(c.port, completion(5, True), "complete")
         self.assertTrue(c.proxy.running())
 
+    def test_a_slow_reader_gets_every_byte_in_order(self):
+        # The decoder sends as fast as it can, the client takes 16 KiB every 5 ms: once the
+        # kernel's buffers are full (a few MiB on loopback) the proxy's writes find the socket
+        # full, send part of an event and finish it when the client has read. Nothing may be lost
+        # or reordered, and the stream must end properly.
+        c = self.start_cluster(prefillers=1, decoders=1,
+                               decode_args=("--token-interval-ms", "0"),
+                               proxy_args=NO_EJECTION)
+        n = 40_000  # about 9 MiB of events
+        sock = socket.create_connection(("127.0.0.1", c.port), timeout=60)
+        self.addCleanup(sock.close)
+        sock.sendall(http_request("POST", COMPLETIONS, completion(n, True)))
+        pieces, tail = [], b""
+        while not tail.endswith(b"\r\n0\r\n\r\n"):
+            time.sleep(0.005)
+            data = sock.recv(16384)
+            self.assertTrue(data, f"closed before the end of the stream; last bytes {tail!r}")
+            pieces.append(data)
+            tail = (tail + data)[-16:]
+        raw = b"".join(pieces)
+        head, _, chunked = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:200])
+        body, at = [], 0
+        while True:  # chunked decoding, linear in the size
+            eol = chunked.index(b"\r\n", at)
+            size = int(chunked[at:eol], 16)
+            if size == 0:
+                break
+            body.append(chunked[eol + 2:eol + 2 + size])
+            self.assertEqual(chunked[eol + 2 + size:eol + 4 + size], b"\r\n")
+            at = eol + 4 + size
+        headers = {"content-type": "text/event-stream"}
+        kind, _ = check_outcome(200, headers, b"".join(body), True, n=n)
+        self.assertEqual(kind, "complete")
+        self.assert_idle(c)
 
 if __name__ == "__main__":
     unittest.main()
