@@ -60,24 +60,36 @@ net::awaitable<error_code> chunked_writer::write_chunk(
 }
 
 net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total) {
-  if (unframed_) {
-    client_.expires_after(timeout_);
-    auto [ec, n] = co_await net::async_write(client_, gather_, use_nothrow);
-    co_return ec;
-  }
+  if (unframed_) co_return co_await send_gathered();
   int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", total);
   gather_.insert(gather_.begin(), net::buffer(size_line_, static_cast<std::size_t>(len)));
   gather_.push_back(net::buffer("\r\n", 2));
-  client_.expires_after(timeout_);
-  auto [ec, n] = co_await net::async_write(client_, gather_, use_nothrow);
-  co_return ec;
+  co_return co_await send_gathered();
 }
 
 net::awaitable<error_code> chunked_writer::write_last() {
   if (unframed_) co_return error_code{};
+  gather_.clear();
+  gather_.push_back(net::buffer("0\r\n\r\n", 5));
+  co_return co_await send_gathered();
+}
+
+net::awaitable<error_code> chunked_writer::send_gathered() {
+  // A streamed event almost always fits in the socket's send buffer: one non-blocking sendmsg
+  // sends it without arming the timer, suspending, or a trip through the scheduler, which per
+  // token cost more than the send itself. Only the bytes that do not fit wait, asynchronously,
+  // under a freshly armed write timeout.
+  auto& socket = client_.socket();
+  error_code ec;
+  if (!socket.non_blocking()) socket.non_blocking(true, ec);
+  std::size_t sent = ec ? 0 : socket.write_some(gather_, ec);
+  if (ec && ec != net::error::would_block && ec != net::error::try_again) co_return ec;
+  if (!ec && sent == net::buffer_size(gather_)) co_return ec;
+  beast::buffers_suffix<std::vector<net::const_buffer>> rest(gather_);
+  rest.consume(sent);
   client_.expires_after(timeout_);
-  auto [ec, n] = co_await net::async_write(client_, net::buffer("0\r\n\r\n", 5), use_nothrow);
-  co_return ec;
+  auto [wec, n] = co_await net::async_write(client_, rest, use_nothrow);
+  co_return wec;
 }
 
 }  // namespace glm::proxy

@@ -9,8 +9,9 @@ namespace glm::proxy {
 
 // Writes a chunked response to a client: the header once, then each piece of the relayed body as
 // one chunk (or, for an HTTP/1.0 client, as it is) straight from the caller's buffer (no copy, no
-// allocation: the chunk-size line is formatted into a member array), then the last chunk. Every
-// write re-arms the write timeout.
+// allocation: the chunk-size line is formatted into a member array), then the last chunk. A write
+// the socket takes at once completes without waiting; one that has to wait re-arms the write
+// timeout.
 //
 // It remembers whether the bytes sent so far end on an SSE event boundary (a blank line), so that
 // an error event appended after an upstream failure is never glued to a half-sent event.
@@ -39,6 +40,8 @@ class chunked_writer {
   void note_tail(std::string_view data);
   // Frames gather_ (the chunk's pieces, `total` bytes) as one chunk and writes it.
   net::awaitable<error_code> write_gathered(std::size_t total);
+  // Sends gather_ as it is: at once when the socket takes it all, else under the write timeout.
+  net::awaitable<error_code> send_gathered();
 
   char size_line_[24];
   std::vector<net::const_buffer> gather_;  // reused: no allocation per chunk once warm
