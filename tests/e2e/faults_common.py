@@ -181,6 +181,8 @@ class RawResponse:
 class RawConnection:
     """A client socket that sends raw bytes and parses responses itself."""
 
+    recv_size = 65536  # bytes one read may take (a subclass can play a slow reader)
+
     def __init__(self, port, timeout=HTTP_TIMEOUT):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
@@ -215,7 +217,7 @@ class RawConnection:
             raise AssertionError(f"timed out waiting for the proxy; got {self.buf[:300]!r}")
         self.sock.settimeout(remaining)
         try:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(self.recv_size)
         except ConnectionResetError:
             data = b""
         if not data:
@@ -257,17 +259,19 @@ class RawConnection:
         if head_request or status in (204, 304):
             return RawResponse(status, m.group(3), m.group(1), headers, b"", "length")
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = b""
+            parts = []  # joined once at the end: linear in the body's size, even for MiBs
             while True:
                 size = int(self._take_line(deadline).split(b";")[0], 16)
                 if size == 0:
                     while self._take_line(deadline) != b"":  # trailers, then a blank line
                         pass
-                    return RawResponse(status, m.group(3), m.group(1), headers, body, "chunked")
+                    return RawResponse(status, m.group(3), m.group(1), headers, b"".join(parts),
+                                       "chunked")
                 while len(self.buf) < size + 2:
                     if not self._fill(deadline):
-                        raise AssertionError(f"connection closed mid-chunk; body so far {body!r}")
-                body += self.buf[:size]
+                        raise AssertionError("connection closed mid-chunk; body so far "
+                                             f"{b''.join(parts)[-300:]!r}")
+                parts.append(self.buf[:size])
                 if self.buf[size:size + 2] != b"\r\n":
                     raise AssertionError(f"bad chunk framing: {self.buf[:size + 10]!r}")
                 self.buf = self.buf[size + 2:]

@@ -529,32 +529,22 @@ class StalledClientTests(FaultCase):
                                decode_args=("--token-interval-ms", "0"),
                                proxy_args=NO_EJECTION)
         n = 40_000  # about 9 MiB of events
-        sock = socket.create_connection(("127.0.0.1", c.port), timeout=60)
-        self.addCleanup(sock.close)
-        sock.sendall(http_request("POST", COMPLETIONS, completion(n, True)))
-        pieces, tail = [], b""
-        while not tail.endswith(b"\r\n0\r\n\r\n"):
-            time.sleep(0.005)
-            data = sock.recv(16384)
-            self.assertTrue(data, f"closed before the end of the stream; last bytes {tail!r}")
-            pieces.append(data)
-            tail = (tail + data)[-16:]
-        raw = b"".join(pieces)
-        head, _, chunked = raw.partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:200])
-        body, at = [], 0
-        while True:  # chunked decoding, linear in the size
-            eol = chunked.index(b"\r\n", at)
-            size = int(chunked[at:eol], 16)
-            if size == 0:
-                break
-            body.append(chunked[eol + 2:eol + 2 + size])
-            self.assertEqual(chunked[eol + 2 + size:eol + 4 + size], b"\r\n")
-            at = eol + 4 + size
-        headers = {"content-type": "text/event-stream"}
-        kind, _ = check_outcome(200, headers, b"".join(body), True, n=n)
+
+        class SlowReader(RawConnection):
+            recv_size = 16384
+
+            def _fill(self, deadline):
+                time.sleep(0.005)
+                return super()._fill(deadline)
+
+        with SlowReader(c.port, timeout=60) as conn:
+            conn.send(http_request("POST", COMPLETIONS, completion(n, True)))
+            res = conn.read_response()
+        self.assertIsNotNone(res, "connection closed without an answer")
+        kind, _ = check_outcome(res.status, res.headers, res.body, True, n=n)
         self.assertEqual(kind, "complete")
         self.assert_idle(c)
+
 
 if __name__ == "__main__":
     unittest.main()

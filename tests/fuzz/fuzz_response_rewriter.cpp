@@ -41,7 +41,10 @@ bool sets_cached_tokens(std::string_view json, std::string_view number) {
     auto value = json.find_first_not_of(" \t\r\n", at + key.size());
     if (value == std::string_view::npos || json[value] != ':') continue;
     value = json.find_first_not_of(" \t\r\n", value + 1);
-    if (value != std::string_view::npos && json.substr(value).starts_with(number)) return true;
+    if (value == std::string_view::npos || !json.substr(value).starts_with(number)) continue;
+    // The whole number: "420" is not 42.
+    auto after = value + number.size();
+    if (after == json.size() || json[after] < '0' || json[after] > '9') return true;
   }
   return false;
 }
