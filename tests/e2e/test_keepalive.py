@@ -10,10 +10,27 @@ from harness import ClusterTestCase, get, post_json, stream, wait_until
 COMPLETIONS = "/v1/completions"
 
 
-def tcp_states(remote_port):
-    """Counts of loopback TCP sockets connected to remote_port, by state name."""
+def tcp_states(remote_port, ignore=frozenset()):
+    """Counts of loopback TCP sockets connected to remote_port, by state name, leaving out the
+    local addresses in `ignore` (tcp_local_addresses taken earlier: a port number can be reused,
+    and an earlier test's TIME_WAIT sockets to it outlive that test by a minute)."""
     names = {"01": "established", "06": "time_wait", "08": "close_wait"}
     counts = {}
+    for state, local in _tcp_sockets(remote_port):
+        if local not in ignore:
+            state = names.get(state, state)
+            counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def tcp_local_addresses(remote_port):
+    """The local addresses of the TCP sockets connected to remote_port now."""
+    return frozenset(local for _, local in _tcp_sockets(remote_port))
+
+
+def _tcp_sockets(remote_port):
+    """(state code, local address) of each TCP socket connected to remote_port."""
+    out = []
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(path) as f:
@@ -24,9 +41,8 @@ def tcp_states(remote_port):
             fields = row.split()
             rem_port = int(fields[2].rsplit(":", 1)[1], 16)
             if rem_port == remote_port:
-                state = names.get(fields[3], fields[3])
-                counts[state] = counts.get(state, 0) + 1
-    return counts
+                out.append((fields[3], fields[1]))
+    return out
 
 
 def counter_total(port, name):
@@ -44,6 +60,8 @@ class KeepAliveTests(ClusterTestCase):
     decoders = 1
 
     def test_sequential_requests_reuse_one_connection_per_backend(self):
+        ports = self.cluster.prefill_ports + self.cluster.decode_ports
+        before = {port: tcp_local_addresses(port) for port in ports}
         for i in range(6):
             status, _, events = stream(self.port, COMPLETIONS,
                                        {"prompt": f"p{i}", "max_tokens": 2, "stream": True})
@@ -51,8 +69,8 @@ class KeepAliveTests(ClusterTestCase):
             self.assertEqual(events[-1], "[DONE]")
             status, _, body = post_json(self.port, COMPLETIONS, {"prompt": "x", "max_tokens": 2})
             self.assertEqual(status, 200, body)
-        for port in self.cluster.prefill_ports + self.cluster.decode_ports:
-            states = tcp_states(port)
+        for port in ports:
+            states = tcp_states(port, ignore=before[port])
             # The proxy closes first when it does not reuse: a TIME_WAIT per request would show.
             self.assertEqual(states.get("time_wait", 0), 0, states)
             # One connection per backend, or two if a request came in while the previous one's
