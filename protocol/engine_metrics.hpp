@@ -83,6 +83,13 @@ struct engine_metrics {
   // once its line is reached, so a bad value is reported even when a missing family would also be.
   //
   // No allocation; `body` need not outlive the call. Thread-safe (no shared state).
+  //
+  // For the scraper that fetches the body: ask with `Accept: text/plain` and no
+  // `Accept-Encoding` (prometheus_client answers gzip or OpenMetrics only when asked), and cap
+  // what it buffers. A vLLM body holds about 36 KB per engine plus 22 KB of other families
+  // (tests/unit/fixtures/vllm_metrics_dp2.txt is 94 KB for 2 engines), so 32 engines is about
+  // 1.2 MB and a cap of 16 MiB fits more than 400; a body cut at the cap must be refused as a
+  // whole (a cut line could read as a smaller number), not passed here.
   static engine_metrics_status parse(std::string_view body, engine_metrics& out);
 };
 

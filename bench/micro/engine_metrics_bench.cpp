@@ -5,6 +5,9 @@
 // Not part of the test suite: a figure, not a pass/fail.
 //
 //   build/engine-metrics-bench [--body FILE] [--rounds N] [--per-round N]
+//
+// A wider server's body for --body: tests/unit/fixtures/gen_vllm_metrics.py --engines 32.
+// Run on a quiet machine: the median and p99 include whatever else the cores are doing.
 
 #include <algorithm>
 #include <chrono>
@@ -115,11 +118,20 @@ int main(int argc, char** argv) {
       "us\n",
       rounds, per_round, per_parse_us.front(), at(0.5), at(0.99), per_parse_us.back());
   std::printf("  throughput at the median: %.0f MB/s\n", body.size() / at(0.5));
-  std::printf("  target (issue 12): <= 200 us for a body of about 100 KB -> %s\n",
-              at(0.5) <= 200.0 ? "met" : "NOT met");
+  // The target is stated for a body of about 100 KB; a larger one (--body of a wide DP server)
+  // is reported per 100 KB so the figures compare.
+  if (body.size() <= 150'000) {
+    std::printf("  target (issue 12): <= 200 us for a body of about 100 KB -> %s\n",
+                at(0.5) <= 200.0 ? "met" : "NOT met");
+  } else {
+    std::printf("  per 100 KB at the median: %.1f us (target: <= 200 us per ~100 KB body)\n",
+                at(0.5) * 100'000.0 / body.size());
+  }
+  std::string reproduce = "build/engine-metrics-bench";
+  if (path != default_body()) reproduce += " --body " + path;
   std::printf(
-      "  reproduce: cmake --build build --target engine-metrics-bench && "
-      "build/engine-metrics-bench --rounds %ld --per-round %ld\n",
-      rounds, per_round);
+      "  reproduce: cmake --build build --target engine-metrics-bench && %s --rounds %ld "
+      "--per-round %ld\n",
+      reproduce.c_str(), rounds, per_round);
   return sink == 0 ? 3 : 0;  // the sink keeps the parses from being optimised away
 }

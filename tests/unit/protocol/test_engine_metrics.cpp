@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -326,5 +327,113 @@ TEST_CASE("bad input is an error value with the offending line", "[engine_metric
     CHECK(to_string(engine_metrics_error::missing_running) == "missing_running");
     CHECK(to_string(engine_metrics_error::missing_waiting) == "missing_waiting");
     CHECK(to_string(engine_metrics_error::missing_kv_usage) == "missing_kv_usage");
+  }
+}
+
+TEST_CASE("a wide data-parallel server: one series per engine", "[engine_metrics]") {
+  // 64 engines, in the order and label layout vLLM uses, each family's series together.
+  std::string body;
+  auto series = [&](const char* family, auto value_of) {
+    body += std::string("# TYPE ") + family + " gauge\n";
+    for (int k = 0; k < 64; ++k) {
+      body += std::string(family) + "{model_name=\"m\",engine=\"" + std::to_string(k) + "\"} " +
+              value_of(k) + "\n";
+    }
+  };
+  series("vllm:num_requests_running", [](int k) { return std::to_string(k) + ".0"; });
+  series("vllm:num_requests_waiting", [](int k) { return std::to_string(k % 4) + ".0"; });
+  series("vllm:kv_cache_usage_perc",
+         [](int k) { return k == 17 ? std::string("0.99") : std::string("0.5"); });
+  series("vllm:cache_config_info", [](int) { return std::string("1.0"); });
+  for (int k = 0; k < 64; ++k) {
+    std::string needle = "vllm:cache_config_info{model_name=\"m\"";
+    std::size_t at = body.find(needle + ",engine=\"" + std::to_string(k) + "\"}");
+    REQUIRE(at != std::string::npos);
+    body.insert(at + needle.size(),
+                ",block_size=\"128\",num_gpu_blocks=\"" + std::to_string(1000 + k) + "\"");
+  }
+  engine_metrics m = parse_ok(body);
+  CHECK(m.engines == 64);
+  CHECK(m.running == 64 * 63 / 2);
+  CHECK(m.waiting == 16 * (0 + 1 + 2 + 3));
+  CHECK(m.kv_usage == 0.99);  // one full rank is enough to be saturated
+  CHECK(m.block_size == 128);
+  CHECK(m.num_gpu_blocks == 64 * 1000 + 64 * 63 / 2);
+}
+
+TEST_CASE("damaged bodies are refused or read within bounds, never crash", "[engine_metrics]") {
+  // Deterministic damage to a small real-shaped body: bytes overwritten with the characters that
+  // matter to the grammar, bytes dropped, lines cut. Run under tests/sanitize.sh this also
+  // proves no read past the body.
+  const std::string base =
+      "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+      "# TYPE vllm:num_requests_running gauge\n"
+      "vllm:num_requests_running{model_name=\"zai-org/GLM-4.6\",engine=\"0\"} 37.0\n"
+      "vllm:num_requests_running{model_name=\"zai-org/GLM-4.6\",engine=\"1\"} 29.0\n"
+      "vllm:num_requests_waiting{model_name=\"zai-org/GLM-4.6\",engine=\"0\"} 5.0\n"
+      "vllm:num_requests_waiting{model_name=\"zai-org/GLM-4.6\",engine=\"1\"} 0.0\r\n"
+      "vllm:kv_cache_usage_perc{model_name=\"zai-org/GLM-4.6\",engine=\"0\"} 0.4127\n"
+      "vllm:kv_cache_usage_perc{model_name=\"zai-org/GLM-4.6\",engine=\"1\"} 0.6873\n"
+      "vllm:cache_config_info{block_size=\"64\",num_gpu_blocks=\"27356\",engine=\"0\"} 1.0\n";
+  REQUIRE(parse_ok(base).running == 66);
+  const char alphabet[] = {'"',  '\\', '{', '}', ',', '=', ' ', '\n', '\r', '#',
+                           '\0', '9',  'e', '-', '+', '.', 'N', 'I',  '\t', '\xff'};
+  std::mt19937 rng(12);
+  int refused = 0, read = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string body = base;
+    int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !body.empty(); ++e) {
+      std::size_t at = rng() % body.size();
+      switch (rng() % 3) {
+        case 0:
+          body[at] = alphabet[rng() % sizeof alphabet];
+          break;
+        case 1:
+          body.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          body.resize(at);
+          break;
+      }
+    }
+    engine_metrics m;
+    engine_metrics_status st = engine_metrics::parse(body, m);
+    INFO(body);
+    if (!st.ok()) {
+      ++refused;
+      CHECK(st.offset <= body.size());
+      continue;
+    }
+    ++read;
+    CHECK(m.engines >= 1);
+    CHECK(m.kv_usage >= 0.0);
+    CHECK(m.kv_usage <= 1.0);
+    CHECK(m.running <= m.engines * 1'000'000ull);
+    CHECK(m.block_size <= engine_metrics::max_block_size);
+  }
+  // Both outcomes occur, so the bounds above were exercised.
+  CHECK(refused > 1000);
+  CHECK(read > 1000);
+}
+
+TEST_CASE("odd line structures", "[engine_metrics]") {
+  SECTION("carriage returns only (no line feed): one long line, refused") {
+    std::string cr = minimal;
+    for (char& c : cr) {
+      if (c == '\n') c = '\r';
+    }
+    CHECK(parse_status(cr).error == engine_metrics_error::malformed_sample);
+  }
+  SECTION("a very long label value and a very long comment") {
+    std::string big(1 << 20, 'x');
+    engine_metrics m = parse_ok("# HELP " + big + "\n" + "vllm:num_requests_running{model_name=\"" +
+                                big + "\"} 4\n" + minimal);
+    CHECK(m.running == 6);
+  }
+  SECTION("the same series twice is counted twice (the text is taken as sent)") {
+    engine_metrics m = parse_ok(minimal + minimal);
+    CHECK(m.running == 4);
+    CHECK(m.engines == 2);
   }
 }
