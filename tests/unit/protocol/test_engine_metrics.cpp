@@ -127,6 +127,31 @@ TEST_CASE("older vLLM reports KV usage as vllm:gpu_cache_usage_perc", "[engine_m
   }
 }
 
+TEST_CASE("vLLM with several API servers (prometheus_client multiprocess mode)",
+          "[engine_metrics]") {
+  // The scheduler gauges are "mostrecent" (one series per engine); the KV gauge has the default
+  // mode "all", which keeps one series per process under a pid label, and no _created lines.
+  engine_metrics m = parse_ok(
+      "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+      "# TYPE vllm:kv_cache_usage_perc gauge\n"
+      "vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"m\",pid=\"4101\"} 0.31\n"
+      "vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"m\",pid=\"4102\"} 0.31\n"
+      "vllm:kv_cache_usage_perc{engine=\"1\",model_name=\"m\",pid=\"4101\"} 0.82\n"
+      "vllm:kv_cache_usage_perc{engine=\"1\",model_name=\"m\",pid=\"4102\"} 0.82\n"
+      "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+      "# TYPE vllm:num_requests_running gauge\n"
+      "vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 12.0\n"
+      "vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 30.0\n"
+      "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+      "# TYPE vllm:num_requests_waiting gauge\n"
+      "vllm:num_requests_waiting{engine=\"0\",model_name=\"m\"} 0.0\n"
+      "vllm:num_requests_waiting{engine=\"1\",model_name=\"m\"} 7.0\n");
+  CHECK(m.kv_usage == 0.82);  // the max ignores the repetition a mean or a sum would not
+  CHECK(m.running == 42);
+  CHECK(m.waiting == 7);
+  CHECK(m.engines == 2);
+}
+
 TEST_CASE("the Prometheus text format's corners", "[engine_metrics]") {
   SECTION("escaped label values holding quotes, braces, commas and blanks") {
     engine_metrics m = parse_ok(
