@@ -14,6 +14,12 @@ std::optional<engine_sample> engine_load::fresh_sample(time_point now) const {
   return last_;
 }
 
+std::optional<std::chrono::nanoseconds> engine_load::sample_age(time_point now) const {
+  if (!last_) return std::nullopt;
+  if (now <= last_->taken) return std::chrono::nanoseconds(0);
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_->taken);
+}
+
 std::uint64_t engine_load::external_load(std::uint64_t own, time_point now) const {
   std::optional<engine_sample> sample = fresh_sample(now);
   if (!sample) return 0;

@@ -80,6 +80,8 @@ class engine_load {
   // For /healthcheck and /metrics: the last good sample whatever its age, failures since it.
   const std::optional<engine_sample>& last_sample() const { return last_; }
   std::uint64_t failures_in_row() const { return failures_in_row_; }
+  // How old the last good sample is at `now` (0 for one stamped later), nullopt without one.
+  std::optional<std::chrono::nanoseconds> sample_age(time_point now) const;
   // The last scrape succeeded (glm_proxy_backend_metrics_up).
   bool up() const { return last_.has_value() && failures_in_row_ == 0; }
   std::chrono::nanoseconds max_age() const { return opts_.interval * opts_.max_age_intervals; }

@@ -84,6 +84,9 @@ TEST_CASE("a sample older than three intervals is ignored", "[engine_load]") {
   // Aged out, not forgotten: /healthcheck still shows it with its age.
   REQUIRE(load.last_sample().has_value());
   CHECK(load.last_sample()->queued() == 50);
+  CHECK(load.sample_age(t0 + 7s) == std::chrono::nanoseconds(7s));
+  CHECK(load.sample_age(t0 - 1s) == std::chrono::nanoseconds(0));
+  CHECK_FALSE(engine_load(every_second()).sample_age(t0).has_value());
 
   SECTION("the age follows the interval and the number of intervals") {
     engine_load_options o;
