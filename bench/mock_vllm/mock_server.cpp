@@ -20,6 +20,7 @@ using tcp = net::ip::tcp;
 
 mock_server::mock_server(mock_config config)
     : config_(std::move(config)),
+      state_(config_),
       io_context_(config_.threads),
       acceptor_(io_context_),
       signals_(io_context_, SIGINT, SIGTERM) {}
