@@ -329,9 +329,8 @@ net::awaitable<std::optional<std::int64_t>> http_session::simulate_prefill(
     cached = static_cast<std::int64_t>(state_.cache().match(blocks, most)) * config_.block_size;
   }
   const std::int64_t uncached = std::max<std::int64_t>(0, prompt_tokens - cached);
-  const auto delay = config_.prefill_delay +
-                     std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::microseconds(config_.prefill_us_per_token * uncached));
+  const std::chrono::steady_clock::duration delay =
+      config_.prefill_delay + std::chrono::microseconds(config_.prefill_us_per_token * uncached);
   if (!co_await sleep_watched(delay)) co_return std::nullopt;
   // Only now: a concurrent identical request that started before this one finished misses.
   state_.cache().insert(blocks);
@@ -560,7 +559,7 @@ net::awaitable<http_session::next> http_session::write_error(unsigned status,
                                     keep_alive);
 }
 
-net::awaitable<bool> http_session::sleep_watched(std::chrono::milliseconds delay) {
+net::awaitable<bool> http_session::sleep_watched(std::chrono::steady_clock::duration delay) {
   if (delay.count() <= 0) co_return true;
   net::steady_timer timer(co_await net::this_coro::executor, delay);
   const auto winner = co_await (timer.async_wait(use_tuple) || watch_peer());

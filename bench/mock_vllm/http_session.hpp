@@ -92,7 +92,7 @@ class http_session {
   boost::asio::awaitable<void> write_last_chunk(stream_end& end);
 
   // Sleeps `delay` while watching the peer; false if the peer left first (already counted).
-  boost::asio::awaitable<bool> sleep_watched(std::chrono::milliseconds delay);
+  boost::asio::awaitable<bool> sleep_watched(std::chrono::steady_clock::duration delay);
   // Completes when the peer closes or resets the connection. Bytes it sends meanwhile (a
   // pipelined request) are kept in buffer_ for the next read.
   boost::asio::awaitable<void> watch_peer();
