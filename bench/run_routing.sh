@@ -117,8 +117,11 @@ done
 [ "$(ulimit -n)" -ge 4096 ] || ulimit -n 4096 2>/dev/null || true
 
 # Does this glm-proxy choose policies? (Issue 11 adds --prefill-policy and --decode-policy.)
+# (The help is read whole first: grep -q leaving early could kill glm-proxy with SIGPIPE, which
+# pipefail would report as a failure.)
 HAS_POLICIES=0
-if "$BUILD_DIR/glm-proxy" --help 2>&1 | grep -q -- '--prefill-policy'; then HAS_POLICIES=1; fi
+PROXY_HELP=$("$BUILD_DIR/glm-proxy" --help 2>&1 || true)
+if grep -q -- '--prefill-policy' <<<"$PROXY_HELP"; then HAS_POLICIES=1; fi
 if [ -z "$SCENARIO_POLICY" ]; then
   if [ $HAS_POLICIES = 1 ]; then SCENARIO_POLICY=cache_aware; else SCENARIO_POLICY=default; fi
 fi
