@@ -67,6 +67,8 @@ void mock_server::run() {
   for (int i = 1; i < config_.threads; ++i) workers.emplace_back([this] { io_context_.run(); });
   io_context_.run();
   for (auto& worker : workers) worker.join();
+  // Before ~io_context destroys the sessions' coroutines (and their timers).
+  state_.gate().close();
 }
 
 net::awaitable<void> mock_server::accept_loop() {

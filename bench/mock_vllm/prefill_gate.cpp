@@ -60,6 +60,7 @@ void prefill_gate::release() {
   --running_;
   if (limit_ <= 0) return;
   std::lock_guard lock(mutex_);
+  if (closed_) return;
   if (queue_.empty()) {
     ++free_;
     return;
@@ -70,6 +71,16 @@ void prefill_gate::release() {
   next->granted = true;
   net::post(next->timer.get_executor(),
             [next] { next->timer.expires_at(net::steady_timer::time_point::min()); });
+}
+
+void prefill_gate::close() {
+  std::deque<std::shared_ptr<waiter>> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    dropped.swap(queue_);
+  }
+  waiting_ = 0;
 }
 
 }  // namespace glm::mock

@@ -51,6 +51,11 @@ class prefill_gate {
   // `give_up` runs on the caller's strand alongside the wait and is cancelled when a slot comes.
   boost::asio::awaitable<slot> acquire(boost::asio::awaitable<void> give_up);
 
+  // Called once the io_context has stopped and before it is destroyed: drops the queued waiters
+  // (their timers belong to that io_context) and wakes nobody from then on, since the coroutines
+  // destroyed with the io_context give back their slots on the way out.
+  void close();
+
   std::int64_t waiting() const { return waiting_.load(); }
   std::int64_t running() const { return running_.load(); }
   int limit() const { return limit_; }
@@ -68,6 +73,7 @@ class prefill_gate {
   const int limit_;
   std::mutex mutex_;
   int free_;                                   // guarded by mutex_
+  bool closed_ = false;                        // guarded by mutex_
   std::deque<std::shared_ptr<waiter>> queue_;  // guarded by mutex_
   std::atomic<std::int64_t> waiting_{0};
   std::atomic<std::int64_t> running_{0};

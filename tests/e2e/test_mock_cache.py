@@ -279,6 +279,20 @@ class ConcurrencyTest(MockCase):
         self.assertEqual((s["running"], s["waiting"]), (0, 0))
 
 
+    def test_sigterm_while_prefills_wait_exits_cleanly(self):
+        # The sessions' coroutines are destroyed with the io_context while one holds a slot and
+        # two wait for one; under the sanitizers a use-after-free there fails this test.
+        m = self.mock("--max-concurrent-prefills", "1", "--prefill-delay-ms", "60000")
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for k in range(3):
+            socks.append(open_raw(m.port, "POST", COMPLETIONS, {
+                "prompt": f"p{k}", "max_tokens": 1, "kv_transfer_params": PREFILL_KV}))
+        wait_until(lambda: (mock_stats(m.port)["running"], mock_stats(m.port)["waiting"]) == (1, 2),
+                   message="one running, two waiting")
+        self.assertEqual(m.stop(), 0, m.read_log())
+
+
 class RolesTest(MockCase):
     def test_decoder_counts_the_same_tokens_and_reports_them_cached(self):
         d = self.mock("--chars-per-token", "4")
