@@ -3,7 +3,7 @@
 # workload, scored by the prefillers' own simulated prefix caches. Prints one table and the
 # command that reproduces it.
 #
-#   bash bench/run_routing.sh              # about 2-4 minutes on 2 cores (plus the build)
+#   bash bench/run_routing.sh              # 30-60 s on 2 cores (plus the build)
 #   bash bench/run_routing.sh --help
 #
 # Cluster, all mock-vllm on 127.0.0.1: 4 prefillers, each with a prefix cache of CACHE_BLOCKS
