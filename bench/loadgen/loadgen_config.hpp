@@ -34,7 +34,20 @@ struct loadgen_config {
   bool json_only = false;          // print only the RESULT line
   std::string label;               // copied into the RESULT line
 
+  // Multi-turn chat conversations (conversation_mode): `conversations` of `turns` turns each,
+  // `clients` of them at once. Each turn resends the conversation so far, the answer received
+  // and a new user message of about `turn_bytes`; conversation k belongs to group k % groups,
+  // whose system prompt of `system_bytes` its conversations share.
+  std::int64_t conversations = 0;   // K; 0: the single-request closed loop instead
+  std::int64_t turns = 8;           // T
+  std::int64_t turn_bytes = 1024;   // new user text a turn
+  std::int64_t groups = 8;          // G
+  std::int64_t system_bytes = 256;  // S
+  bool session_header = false;      // X-Session-Id: conv-<k> on every turn
+  std::uint64_t seed = 1;           // the text of every message derives from it
+
   bool hold_mode() const { return hold > 0; }
+  bool conversation_mode() const { return conversations > 0; }
 };
 
 }  // namespace glm::loadgen

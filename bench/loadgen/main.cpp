@@ -1,5 +1,6 @@
-// glm-loadgen: a closed-loop load generator for streaming /v1/completions, and a holder of many
-// concurrent streams, for glm-proxy's benchmark (bench/run_bench.sh). See bench/README.md.
+// glm-loadgen: a closed-loop load generator for streaming /v1/completions, a holder of many
+// concurrent streams, and a multi-turn chat workload, for glm-proxy's benchmarks
+// (bench/run_bench.sh, bench/run_routing.sh). See bench/README.md.
 #include <sys/resource.h>
 
 #include <charconv>
@@ -9,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench/loadgen/conversation_run.hpp"
 #include "bench/loadgen/load_run.hpp"
 #include "bench/loadgen/loadgen_config.hpp"
 #include "bench/loadgen/run_report.hpp"
@@ -86,12 +88,37 @@ int main(int argc, char** argv) {
   app.add_option("--ramp", config.ramp_s, "hold mode: seconds over which the connects are spread")
       ->check(CLI::Range(0.0, 600.0))
       ->capture_default_str();
+  app.add_option("--conversations", config.conversations,
+                 "multi-turn chat workload: this many conversations (K), --clients at once")
+      ->check(CLI::Range(0, 10'000'000));
+  app.add_option("--turns", config.turns, "turns per conversation (T)")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--turn-bytes", config.turn_bytes, "bytes of new user text per turn")
+      ->check(CLI::Range(0, 64 << 20))
+      ->capture_default_str();
+  app.add_option("--groups", config.groups,
+                 "groups of conversations, each sharing one system prompt (G)")
+      ->check(CLI::Range(1, 10'000'000))
+      ->capture_default_str();
+  app.add_option("--system-bytes", config.system_bytes, "bytes of each group's system prompt (S)")
+      ->check(CLI::Range(0, 64 << 20))
+      ->capture_default_str();
+  app.add_flag("--session-header", config.session_header,
+               "send X-Session-Id: conv-<k> with every turn of conversation k");
+  app.add_option("--seed", config.seed, "seed of the conversations' text")->capture_default_str();
   app.add_option("--label", config.label, "name copied into the RESULT line");
   app.add_flag("--json-only", config.json_only, "print only the RESULT line");
   CLI11_PARSE(app, argc, argv);
 
   config.check_order = !no_check_order;
-  if (config.requests == 0 && config.duration_s <= 0 && !config.hold_mode()) {
+  if (config.conversation_mode()) {
+    if (config.hold_mode()) {
+      std::cerr << "glm-loadgen: --conversations and --hold exclude each other\n";
+      return 2;
+    }
+    if (app.count("--path") == 0) config.path = "/v1/chat/completions";
+  } else if (config.requests == 0 && config.duration_s <= 0 && !config.hold_mode()) {
     std::cerr << "glm-loadgen: give --requests or --duration, so the run ends\n";
     return 2;
   }
@@ -106,8 +133,9 @@ int main(int argc, char** argv) {
   raise_fd_limit();
   std::signal(SIGPIPE, SIG_IGN);
 
-  glm::loadgen::load_run run(config);
-  glm::loadgen::run_result result = run.run();
+  glm::loadgen::run_result result = config.conversation_mode()
+                                        ? glm::loadgen::conversation_run(config).run()
+                                        : glm::loadgen::load_run(config).run();
   glm::loadgen::run_report report(config, result);
   if (!config.json_only) report.print_table(std::cout);
   report.print_json(std::cout);

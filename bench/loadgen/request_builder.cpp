@@ -36,13 +36,14 @@ std::string request_builder::body(const loadgen_config& config) {
 }
 
 std::string request_builder::head(const loadgen_config& config, const target& to,
-                                  std::size_t body_size) {
+                                  std::size_t body_size, std::string_view extra_headers) {
   std::string out = "POST " + config.path + " HTTP/1.1\r\n";
   out += "Host: " + to.host + ":" + std::to_string(to.port) + "\r\n";
   out += "User-Agent: glm-loadgen\r\n";
   out += "Accept: text/event-stream\r\n";
   out += "Content-Type: application/json\r\n";
   out += "Content-Length: " + std::to_string(body_size) + "\r\n";
+  out += extra_headers;
   out += "Connection: keep-alive\r\n\r\n";
   return out;
 }

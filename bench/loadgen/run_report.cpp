@@ -25,10 +25,20 @@ std::string json_string(const std::string& s) {
 
 }  // namespace
 
+double run_report::hit_ratio() const {
+  const run_stats& s = result_.stats;
+  return s.prompt_tokens() > 0
+             ? static_cast<double>(s.cached_tokens()) / static_cast<double>(s.prompt_tokens())
+             : 0.0;
+}
+
 void run_report::print_table(std::ostream& out) {
   run_stats& s = result_.stats;
   const double rps = result_.elapsed_s > 0 ? static_cast<double>(s.ok()) / result_.elapsed_s : 0;
-  out << "glm-loadgen " << (config_.hold_mode() ? "hold" : "closed loop")
+  out << "glm-loadgen "
+      << (config_.hold_mode()           ? "hold"
+          : config_.conversation_mode() ? "conversations"
+                                        : "closed loop")
       << (config_.label.empty() ? "" : " [" + config_.label + "]") << "\n";
   out << "  streams            " << (config_.hold_mode() ? config_.hold : config_.clients) << "\n";
   out << "  completed ok       " << s.ok() << "\n";
@@ -38,6 +48,13 @@ void run_report::print_table(std::ostream& out) {
   out << "  elapsed            " << fixed(result_.elapsed_s) << " s\n";
   out << "  requests/s         " << fixed(rps, 1) << "\n";
   out << "  max open streams   " << result_.max_open << "\n";
+  if (config_.conversation_mode()) {
+    out << "  conversations      " << config_.conversations << " x " << config_.turns
+        << " turns, skipped turns " << s.skipped_turns() << "\n";
+    out << "  prefix hit ratio   " << fixed(hit_ratio(), 4) << "  (cached " << s.cached_tokens()
+        << " / prompt " << s.prompt_tokens() << " tokens; answers without usage "
+        << s.usage_missing() << ")\n";
+  }
   out << "                     p50        p90        p99        max   (ms)\n";
   auto row = [&](const char* name, auto&& at) {
     out << "  " << name;
@@ -67,7 +84,9 @@ void run_report::print_json(std::ostream& out) {
   }
   kinds += '}';
   out << "RESULT {\"label\":" << json_string(config_.label) << ",\"mode\":\""
-      << (config_.hold_mode() ? "hold" : "closed")
+      << (config_.hold_mode()           ? "hold"
+          : config_.conversation_mode() ? "conversations"
+                                        : "closed")
       << "\",\"streams\":" << (config_.hold_mode() ? config_.hold : config_.clients)
       << ",\"max_tokens\":" << config_.max_tokens << ",\"ok\":" << s.ok()
       << ",\"errors\":" << s.errors() << ",\"error_kinds\":" << kinds
@@ -75,7 +94,14 @@ void run_report::print_json(std::ostream& out) {
       << ",\"rps\":" << fixed(rps, 2) << ",\"max_open\":" << result_.max_open
       << ",\"ttft_ms\":" << quantiles([&](double p) { return s.ttft_ms(p); })
       << ",\"gap_ms\":" << quantiles([&](double p) { return s.gap_ms(p); })
-      << ",\"total_ms\":" << quantiles([&](double p) { return s.total_ms(p); }) << "}" << std::endl;
+      << ",\"total_ms\":" << quantiles([&](double p) { return s.total_ms(p); });
+  if (config_.conversation_mode()) {
+    out << ",\"conversations\":" << config_.conversations << ",\"turns\":" << config_.turns
+        << ",\"skipped_turns\":" << s.skipped_turns() << ",\"prompt_tokens\":" << s.prompt_tokens()
+        << ",\"cached_tokens\":" << s.cached_tokens() << ",\"usage_missing\":" << s.usage_missing()
+        << ",\"hit_ratio\":" << fixed(hit_ratio(), 4);
+  }
+  out << "}" << std::endl;
 }
 
 }  // namespace glm::loadgen

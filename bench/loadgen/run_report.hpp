@@ -14,6 +14,8 @@ class run_report {
 
   void print_table(std::ostream& out);
   void print_json(std::ostream& out);
+  // Conversation mode: sum of cached_tokens / sum of prompt_tokens over the usage chunks.
+  double hit_ratio() const;
 
  private:
   const loadgen_config& config_;

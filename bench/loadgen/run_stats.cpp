@@ -36,8 +36,21 @@ void run_stats::add_error(std::string_view kind, clock::time_point finished) {
   last_finish_ = std::max(last_finish_, finished);
 }
 
+void run_stats::add_usage(std::int64_t prompt_tokens, std::int64_t cached_tokens) {
+  if (prompt_tokens < 0) {
+    ++usage_missing_;
+    return;
+  }
+  prompt_tokens_ += prompt_tokens;
+  cached_tokens_ += cached_tokens > 0 ? cached_tokens : 0;
+}
+
 void run_stats::merge(run_stats&& other) {
   ok_ += other.ok_;
+  prompt_tokens_ += other.prompt_tokens_;
+  cached_tokens_ += other.cached_tokens_;
+  usage_missing_ += other.usage_missing_;
+  skipped_turns_ += other.skipped_turns_;
   errors_ += other.errors_;
   tokens_ += other.tokens_;
   dropped_ += other.dropped_;

@@ -20,6 +20,10 @@ class run_stats {
   void add_ok(clock::duration ttft, const std::vector<float>& gaps_us, clock::duration total,
               std::int64_t tokens, clock::time_point finished);
   void add_error(std::string_view kind, clock::time_point finished);
+  // A good answer's usage chunk: prompt_tokens < 0 means it had none (counted apart).
+  void add_usage(std::int64_t prompt_tokens, std::int64_t cached_tokens);
+  // Turns of a conversation never sent because an earlier turn failed.
+  void add_skipped_turns(std::int64_t n) { skipped_turns_ += n; }
   void merge(run_stats&& other);
 
   std::int64_t ok() const { return ok_; }
@@ -27,6 +31,10 @@ class run_stats {
   std::int64_t tokens() const { return tokens_; }
   std::int64_t dropped_samples() const { return dropped_; }
   const std::map<std::string, std::int64_t>& error_kinds() const { return error_kinds_; }
+  std::int64_t prompt_tokens() const { return prompt_tokens_; }
+  std::int64_t cached_tokens() const { return cached_tokens_; }
+  std::int64_t usage_missing() const { return usage_missing_; }
+  std::int64_t skipped_turns() const { return skipped_turns_; }
   // When the last request (good or bad) ended; the epoch if none did.
   clock::time_point last_finish() const { return last_finish_; }
 
@@ -46,6 +54,10 @@ class run_stats {
   std::int64_t errors_ = 0;
   std::int64_t tokens_ = 0;
   std::int64_t dropped_ = 0;
+  std::int64_t prompt_tokens_ = 0;
+  std::int64_t cached_tokens_ = 0;
+  std::int64_t usage_missing_ = 0;
+  std::int64_t skipped_turns_ = 0;
   std::map<std::string, std::int64_t> error_kinds_;
   std::vector<float> ttft_us_;
   std::vector<float> gap_us_;

@@ -9,19 +9,35 @@ constexpr std::string_view delimiter = "\n\n";
 // An SSE event larger than this is not one of ours: stop buffering it.
 constexpr std::size_t max_event_bytes = 1 << 20;
 
-// The first "text":"..." (completions) or "content":"..." (chat) string, escapes left in place;
-// a missing key reads as empty. Good enough for the generated tokens, which hold no quote.
+// The first "text":"..." (completions) or "content":"..." (chat) string, escapes left in place
+// (an escaped quote does not end it); a missing key reads as empty.
 std::string_view first_text(std::string_view json) {
   for (std::string_view key :
        {std::string_view{"\"text\":\""}, std::string_view{"\"content\":\""}}) {
     const std::size_t at = json.find(key);
     if (at == std::string_view::npos) continue;
     const std::size_t start = at + key.size();
-    const std::size_t end = json.find('"', start);
-    if (end == std::string_view::npos) return {};
-    return json.substr(start, end - start);
+    for (std::size_t i = start; i < json.size(); ++i) {
+      if (json[i] == '\\') {
+        ++i;
+      } else if (json[i] == '"') {
+        return json.substr(start, i - start);
+      }
+    }
+    return {};
   }
   return {};
+}
+
+// The integer after "key": at or after `from`, -1 if absent.
+std::int64_t int_member(std::string_view json, std::string_view key, std::size_t from) {
+  const std::size_t at = json.find(key, from);
+  if (at == std::string_view::npos) return -1;
+  std::size_t i = at + key.size();
+  while (i < json.size() && (json[i] == ' ' || json[i] == ':')) ++i;
+  std::int64_t v = -1;
+  std::from_chars(json.data() + i, json.data() + json.size(), v);
+  return v;
 }
 
 }  // namespace
@@ -88,6 +104,16 @@ void sse_stream_checker::on_event(std::string_view event, clock::time_point now)
   }
   const std::string_view text = first_text(payload);
   if (!text.empty()) on_token(text, now);
+  if (payload.find("\"usage\"") != std::string_view::npos) on_usage(payload);
+}
+
+void sse_stream_checker::on_usage(std::string_view payload) {
+  // "usage":null on token chunks (continuous usage off) carries nothing.
+  std::size_t at = payload.find("\"usage\"");
+  at = payload.find_first_not_of(" :", at + 7);
+  if (at == std::string_view::npos || payload[at] != '{') return;
+  prompt_tokens_ = int_member(payload, "\"prompt_tokens\"", at);
+  cached_tokens_ = int_member(payload, "\"cached_tokens\"", at);
 }
 
 void sse_stream_checker::on_token(std::string_view text, clock::time_point now) {
@@ -109,6 +135,7 @@ void sse_stream_checker::on_token(std::string_view text, clock::time_point now) 
   }
   last_token_ = now;
   ++tokens_;
+  if (keep_text_) text_ += text;
 }
 
 std::string_view sse_stream_checker::verdict() const {

@@ -28,6 +28,14 @@ class sse_stream_checker {
   // "after_done", "stream_error", "order", "recomputed_leak").
   std::string_view verdict() const;
 
+  // Keep the text of the token events, for text(); off by default (the closed loop needs none).
+  void keep_text() { keep_text_ = true; }
+  // The generated text as it came, JSON escapes left in place.
+  const std::string& text() const { return text_; }
+  // From the usage chunk (stream_options.include_usage); -1 if none came or it lacked the field.
+  std::int64_t prompt_tokens() const { return prompt_tokens_; }
+  std::int64_t cached_tokens() const { return cached_tokens_; }
+
   std::int64_t tokens() const { return tokens_; }
   // Send-to-first-token; meaningful only if tokens() > 0.
   clock::duration ttft() const { return first_token_ - sent_; }
@@ -37,6 +45,7 @@ class sse_stream_checker {
  private:
   void on_event(std::string_view event, clock::time_point now);
   void on_token(std::string_view text, clock::time_point now);
+  void on_usage(std::string_view payload);
 
   std::int64_t expected_tokens_;
   bool check_order_;
@@ -47,6 +56,10 @@ class sse_stream_checker {
   bool done_ = false;
   std::string_view failure_;  // first failure seen; a literal
   std::string partial_;       // an event split across reads, until its blank line arrives
+  bool keep_text_ = false;
+  std::string text_;
+  std::int64_t prompt_tokens_ = -1;
+  std::int64_t cached_tokens_ = -1;
   std::vector<float> gaps_us_;
 };
 

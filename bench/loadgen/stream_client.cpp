@@ -49,9 +49,17 @@ net::awaitable<void> stream_client::run_closed_loop() {
       co_await pause.async_wait(use_tuple);
       continue;
     }
-    if (co_await one_request() == connection::close) close();
+    if (co_await one_request(head_, body_, nullptr) == connection::close) close();
   }
   close();
+}
+
+net::awaitable<stream_client::turn_result> stream_client::run_turn(std::string_view head,
+                                                                   std::string_view body) {
+  turn_result out;
+  if (!stream_.socket().is_open() && !co_await connect()) co_return out;
+  if (co_await one_request(head, body, &out) == connection::close) close();
+  co_return out;
 }
 
 net::awaitable<void> stream_client::run_hold(clock::duration start_delay) {
@@ -59,7 +67,7 @@ net::awaitable<void> stream_client::run_hold(clock::duration start_delay) {
     net::steady_timer wait(co_await net::this_coro::executor, start_delay);
     co_await wait.async_wait(use_tuple);
   }
-  if (co_await connect()) co_await one_request();
+  if (co_await connect()) co_await one_request(head_, body_, nullptr);
   close();
 }
 
@@ -82,7 +90,9 @@ net::awaitable<bool> stream_client::connect() {
   co_return true;
 }
 
-net::awaitable<stream_client::connection> stream_client::one_request() {
+net::awaitable<stream_client::connection> stream_client::one_request(std::string_view head,
+                                                                     std::string_view body,
+                                                                     turn_result* out) {
   const clock::time_point sent = clock::now();
   // One deadline for the whole exchange: tcp_stream keeps it across operations.
   stream_.expires_at(sent + seconds(config_.request_timeout_s));
@@ -98,7 +108,7 @@ net::awaitable<stream_client::connection> stream_client::one_request() {
     return connection::close;
   };
 
-  const std::array<net::const_buffer, 2> request{net::buffer(head_), net::buffer(body_)};
+  const std::array<net::const_buffer, 2> request{net::buffer(head), net::buffer(body)};
   auto [wec, written] = co_await net::async_write(stream_, request, use_tuple);
   if (wec) co_return fail("write", wec);
 
@@ -109,6 +119,7 @@ net::awaitable<stream_client::connection> stream_client::one_request() {
   const unsigned status = parser.get().result_int();
 
   sse_stream_checker checker(config_.max_tokens, config_.check_order, sent);
+  if (out != nullptr) checker.keep_text();
   while (!parser.is_done()) {
     parser.get().body().data = read_buffer_.data();
     parser.get().body().size = read_buffer_.size();
@@ -131,6 +142,13 @@ net::awaitable<stream_client::connection> stream_client::one_request() {
     co_return connection::close;
   }
   stats_.add_ok(checker.ttft(), checker.gaps_us(), finished - sent, checker.tokens(), finished);
+  if (out != nullptr) {
+    stats_.add_usage(checker.prompt_tokens(), checker.cached_tokens());
+    out->ok = true;
+    out->text = checker.text();
+    out->prompt_tokens = checker.prompt_tokens();
+    out->cached_tokens = checker.cached_tokens();
+  }
   co_return next;
 }
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -32,12 +33,24 @@ class stream_client {
   // Waits `start_delay` (to spread connects), then one request.
   boost::asio::awaitable<void> run_hold(clock::duration start_delay);
 
+  // What one turn of a conversation got back.
+  struct turn_result {
+    bool ok = false;                  // a 200 that passed every check of sse_stream_checker
+    std::string text;                 // the streamed text, JSON escapes as they came
+    std::int64_t prompt_tokens = -1;  // from the usage chunk; -1 if none
+    std::int64_t cached_tokens = -1;
+  };
+  // One request of the given bytes on this client's connection, connecting first if needed. The
+  // outcome also goes to stats (usage included); the bytes need live only until it returns.
+  boost::asio::awaitable<turn_result> run_turn(std::string_view head, std::string_view body);
+
  private:
   enum class connection { keep, close };
 
   boost::asio::awaitable<bool> connect();
-  // One request and its whole answer; the outcome goes to stats_.
-  boost::asio::awaitable<connection> one_request();
+  // One request and its whole answer; the outcome goes to stats_, and to `out` if given.
+  boost::asio::awaitable<connection> one_request(std::string_view head, std::string_view body,
+                                                 turn_result* out);
   void close();
 
   boost::beast::tcp_stream stream_;

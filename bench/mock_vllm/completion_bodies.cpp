@@ -29,14 +29,15 @@ void completion_bodies::append_usage(std::string& out, std::int64_t prompt_token
   out += ",\"prompt_tokens_details\":{\"cached_tokens\":" + std::to_string(cached_tokens) + "}}";
 }
 
-std::string completion_bodies::prefill(std::int64_t prompt_tokens, bool with_kv) const {
+std::string completion_bodies::prefill(std::int64_t prompt_tokens, std::int64_t cached_tokens,
+                                       bool with_kv) const {
   std::string out;
   append_head(out, chat_ ? "chat.completion" : "text_completion");
   out += chat_ ? ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\" "
                  "tok0\"},\"finish_reason\":\"length\",\"stop_reason\":null}],"
                : ",\"choices\":[{\"index\":0,\"text\":\" tok0\",\"finish_reason\":\"length\","
                  "\"stop_reason\":null}],";
-  append_usage(out, prompt_tokens, 1, config_.cached_tokens, true);
+  append_usage(out, prompt_tokens, 1, cached_tokens, true);
   if (!with_kv) {
     out += ",\"kv_transfer_params\":null}";
     return out;

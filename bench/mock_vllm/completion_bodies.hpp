@@ -15,9 +15,9 @@ class completion_bodies {
  public:
   completion_bodies(const mock_config& config, bool chat, std::string request_id);
 
-  // A prefiller's answer: one generated token, and kv_transfer_params (null if !with_kv) that
-  // point back at this instance.
-  std::string prefill(std::int64_t prompt_tokens, bool with_kv) const;
+  // A prefiller's answer: one generated token, usage with `cached_tokens`, and
+  // kv_transfer_params (null if !with_kv) that point back at this instance.
+  std::string prefill(std::int64_t prompt_tokens, std::int64_t cached_tokens, bool with_kv) const;
 
   // A whole non-stream answer of `tokens` tokens numbered from `first`. `recomputed`: the answer of
   // a preempted request, finish_reason "stop" and stop_reason "recomputed".

@@ -21,7 +21,10 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <simdjson.h>
+
 #include "bench/mock_vllm/json_text.hpp"
+#include "bench/mock_vllm/prompt_renderer.hpp"
 
 namespace glm::mock {
 
@@ -138,6 +141,12 @@ net::awaitable<http_session::next> http_session::dispatch(request& req) {
   const std::string_view target = req.target();
   const std::string_view path = target.substr(0, target.find('?'));
   if (path.starts_with("/mock/")) co_return co_await answer_mock_endpoint(req, path);
+  // Not recorded either: a proxy may scrape it every 100 ms, which would crowd out the records.
+  if (path == "/metrics") {
+    if (req.method() != http::verb::get)
+      co_return co_await write_error(405, "Method Not Allowed", req.keep_alive());
+    co_return co_await answer_metrics(req.keep_alive());
+  }
 
   recorded_request record;
   record.method = std::string(req.method_string());
@@ -170,6 +179,7 @@ net::awaitable<http_session::next> http_session::dispatch(request& req) {
   if (path == "/reset_prefix_cache") {
     if (method != http::verb::post)
       co_return co_await write_error(405, "Method Not Allowed", keep_alive);
+    state_.cache().clear();
     co_return co_await write_response(200, "", "", keep_alive);
   }
   co_return co_await write_error(404, "Not Found", keep_alive);
@@ -189,7 +199,76 @@ net::awaitable<http_session::next> http_session::answer_mock_endpoint(const requ
     state_.reset();
     co_return co_await write_response(200, "", "", keep_alive);
   }
+  if (path == "/mock/load" && method == http::verb::post) co_return co_await answer_load(req);
   co_return co_await write_error(404, "Not Found", keep_alive);
+}
+
+net::awaitable<http_session::next> http_session::answer_metrics(bool keep_alive) {
+  state_.count_metrics_request();
+  static constexpr std::string_view text_format = "text/plain; version=0.0.4; charset=utf-8";
+  const metrics_fault fault = state_.current_metrics_fault();
+  switch (fault) {
+    case metrics_fault::status_500:
+      co_return co_await write_response(500, "text/plain", "Internal Server Error", keep_alive);
+    case metrics_fault::hang:
+      co_return co_await hang();
+    case metrics_fault::garbage: {
+      // Not Prometheus text: HTML, binary bytes, JSON, and a sample line with an unclosed label
+      // set that a careless line parser would half-read.
+      static constexpr char garbage[] =
+          "<html><body>502 Bad Gateway</body></html>\n\x00\x01\xff{\"running\": 3}\n"
+          "vllm:num_requests_running{engine=\"0\" 7.0\n";
+      co_return co_await write_response(200, text_format, std::string(garbage, sizeof garbage - 1),
+                                        keep_alive);
+    }
+    default:
+      co_return co_await write_response(
+          200, text_format, vllm_metrics::render(state_.metrics_snapshot(), fault), keep_alive);
+  }
+}
+
+net::awaitable<http_session::next> http_session::answer_load(const request& req) {
+  // {"running":N,"waiting":N,"kv_usage":F|null,"metrics_fault":"..."}: every member optional; the
+  // injected load is replaced as a whole (absent counts as 0, kv_usage as the instance's own).
+  const bool keep_alive = req.keep_alive();
+  thread_local simdjson::ondemand::parser parser;
+  const simdjson::padded_string padded(req.body());
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object object;
+  if (parser.iterate(padded).get(doc) || doc.get_object().get(object)) {
+    co_return co_await write_error(400, "mock/load: the body must be a JSON object", keep_alive);
+  }
+  injected_load load;
+  std::optional<metrics_fault> fault;
+  for (auto field_result : object) {
+    simdjson::ondemand::field field;
+    std::string_view key;
+    if (std::move(field_result).get(field) || field.unescaped_key().get(key)) {
+      co_return co_await write_error(400, "mock/load: invalid JSON", keep_alive);
+    }
+    if (key == "running" || key == "waiting" || key == "kv_usage") {
+      if (key == "kv_usage" && field.value().is_null()) continue;
+      double v = 0;
+      if (field.value().get_double().get(v)) {
+        co_return co_await write_error(400, "mock/load: " + std::string(key) + " must be a number",
+                                       keep_alive);
+      }
+      (key == "running"   ? load.running
+       : key == "waiting" ? load.waiting
+                          : load.kv_usage.emplace()) = v;
+    } else if (key == "metrics_fault") {
+      std::string_view name;
+      if (field.value().get_string().get(name) || !(fault = vllm_metrics::parse_fault(name))) {
+        co_return co_await write_error(
+            400,
+            "mock/load: metrics_fault must be one of none, 500, hang, garbage, nan, missing, huge",
+            keep_alive);
+      }
+    }
+  }
+  state_.inject(load);
+  if (fault) state_.set_metrics_fault(*fault);
+  co_return co_await write_response(200, "", "", keep_alive);
 }
 
 net::awaitable<http_session::next> http_session::answer_completion(const request& req,
@@ -205,18 +284,63 @@ net::awaitable<http_session::next> http_session::answer_completion(const request
   }
   if (!parsed) co_return co_await write_error(400, error, keep_alive);
 
+  // The mock's own tokenizer and chat template (prompt_renderer): the prompt is counted in
+  // bytes, and hashed in blocks for the prefix cache. A decoder counts the same way, so its usage
+  // agrees with the prefiller's, but has no prefill to look up.
+  completion_request request = *parsed;
+  std::vector<std::uint64_t> blocks;
+  if (config_.counts_chars()) {
+    std::string text;
+    prompt_renderer::render(body, chat, text);
+    const auto bytes = static_cast<std::int64_t>(text.size());
+    request.prompt_tokens =
+        std::max<std::int64_t>(1, (bytes + config_.chars_per_token - 1) / config_.chars_per_token);
+    if (config_.prefix_cache_blocks != 0 && request.role != request_role::decode) {
+      blocks = prefix_cache::block_hashes(
+          text, static_cast<std::size_t>(config_.block_size * config_.chars_per_token));
+    }
+  }
+
   const std::string_view header_id = req["X-Request-Id"];
   std::string id = header_id.empty() ? state_.next_request_id() : std::string(header_id);
   const completion_bodies bodies(config_, chat, std::move(id));
-  if (parsed->role == request_role::prefill) {
-    co_return co_await answer_prefill(*parsed, bodies, keep_alive);
+  if (request.role == request_role::prefill) {
+    co_return co_await answer_prefill(request, blocks, bodies, keep_alive);
   }
-  co_return co_await answer_generation(*parsed, bodies, keep_alive);
+  co_return co_await answer_generation(request, blocks, bodies, keep_alive);
 }
 
-net::awaitable<http_session::next> http_session::answer_prefill(const completion_request& parsed,
-                                                                const completion_bodies& bodies,
-                                                                bool keep_alive) {
+net::awaitable<std::optional<std::int64_t>> http_session::simulate_prefill(
+    const completion_request& parsed, const std::vector<std::uint64_t>& blocks) {
+  const auto started = std::chrono::steady_clock::now();
+  prefill_gate::slot slot = co_await state_.gate().acquire(watch_peer());
+  if (!slot) {
+    state_.count_client_disconnect();
+    co_return std::nullopt;
+  }
+  const std::int64_t prompt_tokens = parsed.prompt_tokens;
+  const mock_state::busy busy(state_,
+                              (prompt_tokens + config_.block_size - 1) / config_.block_size);
+  std::int64_t cached = config_.cached_tokens;
+  if (config_.prefix_cache_blocks != 0) {
+    // vLLM always computes the prompt's last token (it needs its logits), so a hit covers at
+    // most the full blocks before it.
+    const auto most = static_cast<std::size_t>((prompt_tokens - 1) / config_.block_size);
+    cached = static_cast<std::int64_t>(state_.cache().match(blocks, most)) * config_.block_size;
+  }
+  const std::int64_t uncached = std::max<std::int64_t>(0, prompt_tokens - cached);
+  const std::chrono::steady_clock::duration delay =
+      config_.prefill_delay + std::chrono::microseconds(config_.prefill_us_per_token * uncached);
+  if (!co_await sleep_watched(delay)) co_return std::nullopt;
+  // Only now: a concurrent identical request that started before this one finished misses.
+  state_.cache().insert(blocks);
+  state_.count_prefill(prompt_tokens, cached, std::chrono::steady_clock::now() - started);
+  co_return cached;
+}
+
+net::awaitable<http_session::next> http_session::answer_prefill(
+    const completion_request& parsed, const std::vector<std::uint64_t>& blocks,
+    const completion_bodies& bodies, bool keep_alive) {
   const std::string_view fault = parsed.fault;
   if (fault == "prefill_error") {
     co_return co_await write_error(500, "mock-vllm: prefill failure injected", keep_alive);
@@ -230,18 +354,19 @@ net::awaitable<http_session::next> http_session::answer_prefill(const completion
   if (fault == "prefill_bad_json") {
     co_return co_await write_response(200, "application/json", "<html>not json</html>", keep_alive);
   }
-  if (!co_await sleep_watched(config_.prefill_delay)) co_return next::close;
+  const std::optional<std::int64_t> cached = co_await simulate_prefill(parsed, blocks);
+  if (!cached) co_return next::close;
   if (fault == "prefill_hang_body") {
-    co_return co_await write_partial(bodies.prefill(parsed.prompt_tokens, true), false);
+    co_return co_await write_partial(bodies.prefill(parsed.prompt_tokens, *cached, true), false);
   }
-  co_return co_await write_response(200, "application/json",
-                                    bodies.prefill(parsed.prompt_tokens, fault != "prefill_no_kv"),
-                                    keep_alive);
+  co_return co_await write_response(
+      200, "application/json",
+      bodies.prefill(parsed.prompt_tokens, *cached, fault != "prefill_no_kv"), keep_alive);
 }
 
-net::awaitable<http_session::next> http_session::answer_generation(const completion_request& parsed,
-                                                                   const completion_bodies& bodies,
-                                                                   bool keep_alive) {
+net::awaitable<http_session::next> http_session::answer_generation(
+    const completion_request& parsed, const std::vector<std::uint64_t>& blocks,
+    const completion_bodies& bodies, bool keep_alive) {
   const std::string_view fault = parsed.fault;
   if (fault == "decode_error") {
     co_return co_await write_error(400, "This model's maximum context length is 32 tokens.",
@@ -257,11 +382,17 @@ net::awaitable<http_session::next> http_session::answer_generation(const complet
     co_await net::async_write(socket_, net::buffer(head), use_tuple);
     co_return next::close;
   }
-  // A plain instance prefills by itself; a decoder received the KV cache and starts at once.
-  if (parsed.role == request_role::plain && !co_await sleep_watched(config_.prefill_delay)) {
-    co_return next::close;
+  // A plain instance prefills by itself; a decoder received the KV cache and starts at once, and
+  // counts it as cached: the figure the proxy must overwrite with the prefiller's.
+  std::int64_t cached = parsed.prompt_tokens;
+  if (parsed.role == request_role::plain) {
+    const std::optional<std::int64_t> prefilled = co_await simulate_prefill(parsed, blocks);
+    if (!prefilled) co_return next::close;
+    cached = *prefilled;
   }
-  if (parsed.stream) co_return co_await answer_stream(parsed, bodies, keep_alive);
+  const mock_state::busy busy(state_,
+                              (parsed.prompt_tokens + config_.block_size - 1) / config_.block_size);
+  if (parsed.stream) co_return co_await answer_stream(parsed, cached, bodies, keep_alive);
 
   // Non-stream faults: decode_hang never answers; decode_cut closes without an answer halfway;
   // recompute answers half the tokens as a preempted request.
@@ -274,9 +405,7 @@ net::awaitable<http_session::next> http_session::answer_generation(const complet
         bodies.full(parsed.prompt_tokens, plan.first, plan.tokens, parsed.prompt_tokens, false),
         fault == "decode_reset_mid");
   }
-  // A decoder counts the transferred KV cache as cached: the figure the proxy must overwrite.
-  const std::int64_t cached =
-      parsed.role == request_role::decode ? parsed.prompt_tokens : config_.cached_tokens;
+  if (!plan.preempted) state_.count_generation(plan.tokens);
   co_return co_await write_response(
       200, "application/json",
       bodies.full(parsed.prompt_tokens, plan.first, plan.tokens, cached, plan.preempted),
@@ -284,6 +413,7 @@ net::awaitable<http_session::next> http_session::answer_generation(const complet
 }
 
 net::awaitable<http_session::next> http_session::answer_stream(const completion_request& parsed,
+                                                               std::int64_t cached,
                                                                const completion_bodies& bodies,
                                                                bool keep_alive) {
   http::response<http::empty_body> res{http::status::ok, 11};
@@ -300,7 +430,7 @@ net::awaitable<http_session::next> http_session::answer_stream(const completion_
 
   state_.stream_started();
   stream_end end = stream_end::complete;
-  const auto winner = co_await (emit_tokens(parsed, bodies, end) || watch_peer());
+  const auto winner = co_await (emit_tokens(parsed, cached, bodies, end) || watch_peer());
   state_.stream_ended();
   if (winner.index() == 1 || end == stream_end::write_failed) {
     state_.count_client_disconnect();
@@ -311,7 +441,8 @@ net::awaitable<http_session::next> http_session::answer_stream(const completion_
 }
 
 net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
-                                               const completion_bodies& bodies, stream_end& end) {
+                                               std::int64_t cached, const completion_bodies& bodies,
+                                               stream_end& end) {
   const std::string_view fault = parsed.fault;
   const std::int64_t n = parsed.max_tokens;
   const generation plan = plan_generation(parsed);
@@ -361,9 +492,6 @@ net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
     co_return;
   }
   if (parsed.include_usage) {
-    // A decoder counts the transferred KV cache as cached: the figure the proxy must overwrite.
-    const std::int64_t cached =
-        parsed.role == request_role::decode ? parsed.prompt_tokens : config_.cached_tokens;
     if (!co_await write_chunk(bodies.usage_event(parsed.prompt_tokens, n, cached))) {
       end = stream_end::write_failed;
       co_return;
@@ -373,6 +501,7 @@ net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
     end = stream_end::write_failed;
     co_return;
   }
+  state_.count_generation(n);
   co_await write_last_chunk(end);
 }
 
@@ -430,7 +559,7 @@ net::awaitable<http_session::next> http_session::write_error(unsigned status,
                                     keep_alive);
 }
 
-net::awaitable<bool> http_session::sleep_watched(std::chrono::milliseconds delay) {
+net::awaitable<bool> http_session::sleep_watched(std::chrono::steady_clock::duration delay) {
   if (delay.count() <= 0) co_return true;
   net::steady_timer timer(co_await net::this_coro::executor, delay);
   const auto winner = co_await (timer.async_wait(use_tuple) || watch_peer());

@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -56,16 +58,28 @@ class http_session {
   boost::asio::awaitable<read_result> read_request(request_parser& parser);
   boost::asio::awaitable<next> dispatch(request& req);
   boost::asio::awaitable<next> answer_mock_endpoint(const request& req, std::string_view path);
+  boost::asio::awaitable<next> answer_metrics(bool keep_alive);
+  boost::asio::awaitable<next> answer_load(const request& req);
   boost::asio::awaitable<next> answer_completion(const request& req, std::string_view body,
                                                  bool chat);
+  // `blocks`: the prompt's prefix-cache block hashes (empty without a cache).
   boost::asio::awaitable<next> answer_prefill(const completion_request& parsed,
+                                              const std::vector<std::uint64_t>& blocks,
                                               const completion_bodies& bodies, bool keep_alive);
   boost::asio::awaitable<next> answer_generation(const completion_request& parsed,
+                                                 const std::vector<std::uint64_t>& blocks,
                                                  const completion_bodies& bodies, bool keep_alive);
-  boost::asio::awaitable<next> answer_stream(const completion_request& parsed,
+  // `cached`: usage.prompt_tokens_details.cached_tokens of the answer.
+  boost::asio::awaitable<next> answer_stream(const completion_request& parsed, std::int64_t cached,
                                              const completion_bodies& bodies, bool keep_alive);
-  boost::asio::awaitable<void> emit_tokens(const completion_request& parsed,
+  boost::asio::awaitable<void> emit_tokens(const completion_request& parsed, std::int64_t cached,
                                            const completion_bodies& bodies, stream_end& end);
+  // The prefill itself, as vLLM runs it: waits for a slot of the prefill gate (FIFO), looks the
+  // prompt up in the prefix cache, takes --prefill-delay-ms plus --prefill-us-per-token per
+  // uncached token, then caches the prompt's blocks. Returns the cached tokens, or nullopt if
+  // the peer left meanwhile (already counted).
+  boost::asio::awaitable<std::optional<std::int64_t>> simulate_prefill(
+      const completion_request& parsed, const std::vector<std::uint64_t>& blocks);
 
   // A complete response with Content-Length. An empty content_type sends none.
   boost::asio::awaitable<next> write_response(unsigned status, std::string_view content_type,
@@ -78,7 +92,7 @@ class http_session {
   boost::asio::awaitable<void> write_last_chunk(stream_end& end);
 
   // Sleeps `delay` while watching the peer; false if the peer left first (already counted).
-  boost::asio::awaitable<bool> sleep_watched(std::chrono::milliseconds delay);
+  boost::asio::awaitable<bool> sleep_watched(std::chrono::steady_clock::duration delay);
   // Completes when the peer closes or resets the connection. Bytes it sends meanwhile (a
   // pipelined request) are kept in buffer_ for the next read.
   boost::asio::awaitable<void> watch_peer();

@@ -2,6 +2,7 @@
 // glm-proxy's end-to-end tests, demo and benchmarks. See bench/mock_vllm/README.md.
 #include <sys/resource.h>
 
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -10,6 +11,8 @@
 
 #include "bench/mock_vllm/mock_config.hpp"
 #include "bench/mock_vllm/mock_server.hpp"
+#include "bench/mock_vllm/prefix_cache.hpp"
+#include "bench/mock_vllm/vllm_metrics.hpp"
 
 namespace {
 
@@ -57,11 +60,57 @@ int main(int argc, char** argv) {
                  "close a connection idle this long between requests (uvicorn: 5000); 0 never")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  std::string prefix_cache_blocks = "0";
+  app.add_option("--prefix-cache-blocks", prefix_cache_blocks,
+                 "simulated prefix cache: capacity in blocks (LRU), 0 off, or 'unbounded'")
+      ->capture_default_str();
+  app.add_option("--block-size", config.block_size, "tokens per prefix-cache block")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--chars-per-token", config.chars_per_token,
+                 "bytes of rendered prompt per usage token; 0 counts words (4 with a prefix cache)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--prefill-us-per-token", config.prefill_us_per_token,
+                 "prefill time added per uncached prompt token, in microseconds")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--max-concurrent-prefills", config.max_concurrent_prefills,
+                 "prefills that run at once; more wait in arrival order (0: no limit)")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--num-gpu-blocks", config.num_gpu_blocks,
+                 "num_gpu_blocks on /metrics (0: the cache's capacity, or 65536)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--metrics-engines", config.metrics_engines,
+                 "engine label sets per vllm:* family on /metrics")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--metrics-fault", config.metrics_fault,
+                 "GET /metrics misbehaves: none, 500, hang, garbage, nan, missing, huge")
+      ->check([](const std::string& v) {
+        return glm::mock::vllm_metrics::parse_fault(v) ? std::string()
+                                                       : "not a /metrics fault: " + v;
+      });
   CLI11_PARSE(app, argc, argv);
   if (config.fail_status != 0 && config.fail_status < 100) {
     std::cerr << "mock-vllm: --fail-status must be 0 or an HTTP status 100-599\n";
     return 2;
   }
+  if (prefix_cache_blocks == "unbounded") {
+    config.prefix_cache_blocks = glm::mock::prefix_cache::unbounded;
+  } else {
+    const char* first = prefix_cache_blocks.data();
+    const char* last = first + prefix_cache_blocks.size();
+    auto [end, ec] = std::from_chars(first, last, config.prefix_cache_blocks);
+    if (ec != std::errc{} || end != last || config.prefix_cache_blocks < 0) {
+      std::cerr << "mock-vllm: --prefix-cache-blocks must be a number of blocks or 'unbounded'\n";
+      return 2;
+    }
+  }
+  // The cache works on bytes of the rendered prompt; so must the token count it is compared with.
+  if (config.prefix_cache_blocks != 0 && config.chars_per_token == 0) config.chars_per_token = 4;
   config.prefill_delay = std::chrono::milliseconds(prefill_delay_ms);
   config.token_interval = std::chrono::milliseconds(token_interval_ms);
   config.keep_alive_timeout = std::chrono::milliseconds(keep_alive_timeout_ms);

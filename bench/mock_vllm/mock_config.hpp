@@ -21,6 +21,25 @@ struct mock_config {
   // uvicorn closes a keep-alive connection idle for 5 s; the proxy's pool must cope with that.
   std::chrono::milliseconds keep_alive_timeout{5000};
 
+  // The simulated prefix cache (see prefix_cache and prompt_renderer). All off by default, so
+  // usage and timing stay as the tests that predate them expect.
+  std::int64_t prefix_cache_blocks = 0;  // 0: no cache; prefix_cache::unbounded: no eviction
+  std::int64_t block_size = 16;          // tokens per cache block
+  // Bytes of rendered prompt per token for usage.prompt_tokens; 0 counts whitespace-separated
+  // words instead (the historical count). A prefix cache needs bytes: main() makes it 4.
+  std::int64_t chars_per_token = 0;
+  std::int64_t prefill_us_per_token = 0;  // prefill time added per uncached prompt token
+  int max_concurrent_prefills = 0;        // 0: no limit; beyond it prefills wait, FIFO
+  std::int64_t num_gpu_blocks = 0;        // for /metrics; 0: the cache's capacity, else 65536
+
+  // GET /metrics (vLLM's Prometheus text): label sets per family (engine="0", "1", ...) and a
+  // fault mode ("" none, "500", "hang", "garbage", "nan", "missing", "huge"); POST /mock/load
+  // can change the fault at run time.
+  int metrics_engines = 2;
+  std::string metrics_fault;
+
+  bool counts_chars() const { return chars_per_token > 0; }
+
   // Set by mock_server after bind(): the address and port written in kv_transfer_params.
   std::string listen_host;
   std::uint16_t listen_port = 0;

@@ -20,6 +20,7 @@ using tcp = net::ip::tcp;
 
 mock_server::mock_server(mock_config config)
     : config_(std::move(config)),
+      state_(config_),
       io_context_(config_.threads),
       acceptor_(io_context_),
       signals_(io_context_, SIGINT, SIGTERM) {}
@@ -66,6 +67,8 @@ void mock_server::run() {
   for (int i = 1; i < config_.threads; ++i) workers.emplace_back([this] { io_context_.run(); });
   io_context_.run();
   for (auto& worker : workers) worker.join();
+  // Before ~io_context destroys the sessions' coroutines (and their timers).
+  state_.gate().close();
 }
 
 net::awaitable<void> mock_server::accept_loop() {

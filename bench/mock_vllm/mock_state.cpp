@@ -1,10 +1,21 @@
 #include "bench/mock_vllm/mock_state.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "bench/mock_vllm/json_text.hpp"
 
 namespace glm::mock {
+
+mock_state::mock_state(const mock_config& config)
+    : config_(config),
+      cache_(config.prefix_cache_blocks),
+      gate_(config.max_concurrent_prefills),
+      initial_fault_(
+          vllm_metrics::parse_fault(config.metrics_fault).value_or(metrics_fault::none)) {
+  metrics_fault_ = initial_fault_;
+}
 
 std::shared_ptr<const recorded_request> mock_state::record(recorded_request request) {
   auto shared = std::make_shared<const recorded_request>(std::move(request));
@@ -32,6 +43,35 @@ void mock_state::count_role(request_role role) {
       ++plain_;
       break;
   }
+}
+
+void mock_state::count_prefill(std::int64_t prompt_tokens, std::int64_t cached_tokens,
+                               std::chrono::steady_clock::duration took) {
+  ++prefills_done_;
+  prompt_tokens_ += prompt_tokens;
+  cached_tokens_ += cached_tokens;
+  const double seconds = std::chrono::duration<double>(took).count();
+  const auto& buckets = vllm_metrics::ttft_buckets;
+  const auto bucket = static_cast<std::size_t>(
+      std::lower_bound(buckets.begin(), buckets.end(), seconds) - buckets.begin());
+  std::lock_guard lock(mutex_);
+  ++ttft_counts_[bucket];
+  ttft_sum_ += seconds;
+}
+
+void mock_state::count_generation(std::int64_t tokens) {
+  ++generations_done_;
+  generation_tokens_ += tokens;
+}
+
+mock_state::busy::busy(mock_state& state, std::int64_t blocks) : state_(state), blocks_(blocks) {
+  ++state_.busy_requests_;
+  state_.busy_blocks_ += blocks_;
+}
+
+mock_state::busy::~busy() {
+  --state_.busy_requests_;
+  state_.busy_blocks_ -= blocks_;
 }
 
 std::string mock_state::requests_json() const {
@@ -66,23 +106,95 @@ std::string mock_state::requests_json() const {
 }
 
 std::string mock_state::stats_json() const {
-  return "{\"requests\":" + std::to_string(requests_.load()) +
-         ",\"prefill\":" + std::to_string(prefill_.load()) +
-         ",\"decode\":" + std::to_string(decode_.load()) +
-         ",\"plain\":" + std::to_string(plain_.load()) +
-         ",\"active_streams\":" + std::to_string(active_streams_.load()) +
-         ",\"client_disconnects\":" + std::to_string(client_disconnects_.load()) + "}";
+  auto field = [](const char* name, std::int64_t v) {
+    return ",\"" + std::string(name) + "\":" + std::to_string(v);
+  };
+  std::string out = "{\"requests\":" + std::to_string(requests_.load());
+  out += field("prefill", prefill_.load());
+  out += field("decode", decode_.load());
+  out += field("plain", plain_.load());
+  out += field("active_streams", active_streams_.load());
+  out += field("client_disconnects", client_disconnects_.load());
+  out += field("prefills_done", prefills_done_.load());
+  out += field("prompt_tokens", prompt_tokens_.load());
+  out += field("cached_tokens", cached_tokens_.load());
+  out += field("generation_tokens", generation_tokens_.load());
+  out += field("running", busy_requests_.load());
+  out += field("waiting", gate_.waiting());
+  out += field("prefix_cache_blocks", cache_.size());
+  out += field("prefix_cache_capacity", cache_.capacity());
+  out += field("prefix_cache_evictions", cache_.evictions());
+  out += field("metrics_requests", metrics_requests_.load());
+  out += '}';
+  return out;
+}
+
+void mock_state::inject(const injected_load& load) {
+  std::lock_guard lock(mutex_);
+  injected_ = load;
+}
+
+vllm_metrics::snapshot mock_state::metrics_snapshot() const {
+  vllm_metrics::snapshot s;
+  s.model = config_.model;
+  s.block_size = config_.block_size;
+  s.prefix_caching = config_.prefix_cache_blocks != 0;
+  s.num_gpu_blocks = config_.num_gpu_blocks > 0        ? config_.num_gpu_blocks
+                     : config_.prefix_cache_blocks > 0 ? config_.prefix_cache_blocks
+                                                       : 65536;
+  s.prompt_tokens = static_cast<double>(prompt_tokens_.load());
+  s.prefix_queries = s.prefix_caching ? s.prompt_tokens : 0;
+  s.prefix_hits = s.prefix_caching ? static_cast<double>(cached_tokens_.load()) : 0;
+  s.generation_tokens = static_cast<double>(generation_tokens_.load());
+  s.request_success = static_cast<double>(generations_done_.load() + prefills_done_.load());
+
+  injected_load injected;
+  {
+    std::lock_guard lock(mutex_);
+    injected = injected_;
+    s.ttft_counts = ttft_counts_;
+    s.ttft_sum = ttft_sum_;
+  }
+  // The instance's own work is engine 0's; injected load is split over the engines, the first
+  // taking the remainder, so a scraper that reads one label set only sees too little.
+  const auto engines = static_cast<std::size_t>(std::max(1, config_.metrics_engines));
+  s.engines.resize(engines);
+  const double own_kv = std::min(
+      1.0, static_cast<double>(busy_blocks_.load()) / static_cast<double>(s.num_gpu_blocks));
+  auto split = [&](double total, std::size_t e) {
+    const double share = std::floor(total / static_cast<double>(engines));
+    return e == 0 ? total - share * static_cast<double>(engines - 1) : share;
+  };
+  for (std::size_t e = 0; e < engines; ++e) {
+    vllm_metrics::engine_load& load = s.engines[e];
+    load.running = split(injected.running, e);
+    load.waiting = split(injected.waiting, e);
+    load.kv_usage = injected.kv_usage.value_or(e == 0 ? own_kv : 0.0);
+  }
+  s.engines[0].running += static_cast<double>(busy_requests_.load());
+  s.engines[0].waiting += static_cast<double>(gate_.waiting());
+  return s;
 }
 
 void mock_state::reset() {
   std::lock_guard lock(mutex_);
   records_.clear();
   record_bytes_ = 0;
+  injected_ = {};
+  ttft_counts_ = {};
+  ttft_sum_ = 0;
+  metrics_fault_ = initial_fault_;
   requests_ = 0;
   prefill_ = 0;
   decode_ = 0;
   plain_ = 0;
   client_disconnects_ = 0;
+  metrics_requests_ = 0;
+  prefills_done_ = 0;
+  prompt_tokens_ = 0;
+  cached_tokens_ = 0;
+  generation_tokens_ = 0;
+  generations_done_ = 0;
 }
 
 }  // namespace glm::mock
