@@ -4,14 +4,17 @@ environment. The effective configuration is logged at start, at every log level.
 range-checked and every error (exit 2) names the flag, and for the file its path and line."""
 
 import os
+import random
 import re
 import tempfile
+import time
 import unittest
 
-from harness import (GLM_PROXY_BIN, Process, clean_env, healthcheck, post_json, run_proxy,
-                     start_mock, mock_stats)
+from harness import (GLM_PROXY_BIN, TIMEOUT_SCALE, Process, clean_env, healthcheck, mock_stats,
+                     post_json, run_proxy, start_mock)
 
 COMPLETIONS = "/v1/completions"
+MUTATIONS = 150
 
 
 class ConfigTests(unittest.TestCase):
@@ -197,6 +200,53 @@ class ConfigTests(unittest.TestCase):
         log = proxy.read_log()
         self.assertIn("max_body_bytes=1048576", log)
         self.assertIn("retry_delay=0.001", log)
+
+    def test_mutated_files_are_refused_or_served_never_a_crash(self):
+        # The reader parses untrusted-ish text by hand: mutations of a valid file must each end
+        # as a usage error (exit 2, one "error:" line) or as a file that is still valid (it
+        # serves); never a crash, a hang or another exit code.
+        base = ('# glm-proxy\nhost = "127.0.0.1"\nport = 0\n'
+                f'prefill = ["127.0.0.1:{self.prefiller.port}"]\n'
+                f"decode = ['127.0.0.1:{self.decoder.port}']\n"
+                'max-retries = 2\nretry-delay = 0.5e-3\nreuse-port = false\n'
+                'log-level = "INFO"  # comment\n')
+        alphabet = list('"\'[]=#,\\ \t\nabc019_-.eu{}') + ["\x00", "\xff", "\u00e9"]
+        rng = random.Random(16)
+        outcomes = {"refused": 0, "served": 0}
+        for i in range(MUTATIONS):
+            chars = list(base)
+            for _ in range(rng.randint(1, 3)):
+                pos = rng.randrange(len(chars))
+                op = rng.random()
+                if op < 0.4:
+                    del chars[pos]
+                elif op < 0.8:
+                    chars.insert(pos, rng.choice(alphabet))
+                else:
+                    chars[pos] = rng.choice(alphabet)
+            text = "".join(chars)
+            with self.subTest(i=i, text=text):
+                path = self.write_toml(text)
+                p = Process("glm-proxy", [GLM_PROXY_BIN, "--config", path, "--host", "127.0.0.1",
+                                          "--port", "0"], env=clean_env())
+                try:
+                    deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+                    while p.proc.poll() is None and "listening on" not in p.read_log():
+                        self.assertLess(time.monotonic(), deadline, "neither refused nor served")
+                        time.sleep(0.005)
+                    if p.proc.poll() is None:
+                        outcomes["served"] += 1
+                        self.assertEqual(p.stop(), 0, p.read_log())
+                    else:
+                        outcomes["refused"] += 1
+                        self.assertEqual(p.proc.returncode, 2, p.read_log())
+                        self.assertRegex(p.read_log(), r"^glm-proxy: error: ", p.read_log())
+                finally:
+                    p.stop()
+                    p.close_log()
+        # Both outcomes occur, so the loop tested something on each side.
+        self.assertGreater(outcomes["refused"], MUTATIONS // 4, outcomes)
+        self.assertGreater(outcomes["served"], 0, outcomes)
 
     # -- version, start-up lines ----------------------------------------------------------------
 
