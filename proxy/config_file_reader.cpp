@@ -233,6 +233,7 @@ std::vector<CLI::ConfigItem> config_file_reader::from_config(std::istream& input
   while (std::getline(input, raw)) {
     ++line;
     std::string_view text(raw);
+    if (line == 1 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a UTF-8 BOM
     if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
     std::size_t start = text.find_first_not_of(" \t");
     if (start == std::string_view::npos || text[start] == '#') continue;

@@ -44,7 +44,7 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual(mock_stats(self.decoder.port)["decode"], 1)
 
     def write_toml(self, text):
-        f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False, encoding="utf-8")
         f.write(text)
         f.close()
         self.addCleanup(os.unlink, f.name)
@@ -186,7 +186,7 @@ class ConfigTests(unittest.TestCase):
 
     def test_full_toml_syntax_that_glm_proxy_reads(self):
         path = self.write_toml(
-            '# every kind of value glm-proxy takes\n'
+            '\ufeff# every kind of value glm-proxy takes (after a byte order mark)\n'
             "host = '127.0.0.1'   # a literal string\n"
             'port = 0\n'
             f'prefill = ["127.0.0.1:{self.prefiller.port}",]\n'
