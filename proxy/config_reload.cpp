@@ -14,6 +14,7 @@ namespace {
 using balancer::backend_address;
 using balancer::role;
 
+// The messages of /instances/add and /instances/remove print Python lists, as the reference does.
 std::string python_list(const std::vector<backend_address>& addrs) {
   std::string out = "[";
   for (std::size_t i = 0; i < addrs.size(); ++i) {
