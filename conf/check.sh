@@ -3,20 +3,23 @@
 #   bash conf/check.sh                     # from anywhere
 #   GLM_PROXY_BIN=build/glm-proxy bash conf/check.sh
 #
-#  1. systemd: `systemd-analyze verify` on a copy of glm-proxy.service whose ExecStart points at a
-#     stub in a temporary directory (so nothing is written outside it); any warning is a failure.
-#     `systemd-analyze security --offline` must rate the unit's exposure at 2.0 or lower.
+#  1. systemd: `systemd-analyze verify` on copies of glm-proxy.service and glm-proxy@.service whose
+#     ExecStart points at a stub in a temporary directory (so nothing is written outside it); any
+#     warning is a failure. `systemd-analyze security --offline` must rate each unit's exposure at
+#     2.0 or lower.
 #  2. TOML (conf/*.toml and the ConfigMap in k8s/deployment.yaml): parsed with python3's tomllib;
-#     every key must be a glm-proxy flag spelled with dashes (CLI11 2.1 ignores other spellings
-#     silently), values of the right type, host/port lists of equal length, every array on one
-#     line (CLI11's reader does not handle comments inside multi-line arrays).
+#     every key must be a glm-proxy flag spelled with dashes (glm-proxy refuses any other key),
+#     values of the right type, host/port lists of equal length, every array on one line
+#     (glm-proxy's reader takes no multi-line arrays). With a binary, the list of flags here must
+#     match its --help.
 #  3. When a glm-proxy binary that knows --config is found ($GLM_PROXY_BIN, build/glm-proxy, the
 #     newest build*/glm-proxy, or PATH), each TOML is also loaded by it: it must start, report the expected numbers of
 #     instances on GET /healthcheck and log the expected settings, then exit 0 on SIGTERM.
 #  4. Kubernetes YAML (needs PyYAML, else skipped): structure, probes on /healthcheck, the
 #     prometheus.io annotations, grace periods longer than preStop + drain-timeout.
-#  5. Grafana JSON: parses, unique panel ids, every metric is in README.md's Metrics table, and
-#     every query is valid PromQL (`promtool check rules`, when promtool is installed).
+#  5. Grafana JSON: parses, unique panel ids, every metric is in README.md's Metrics table and
+#     every metric family of that table is in a panel, and every query is valid PromQL
+#     (`promtool check rules`, when promtool is installed).
 #  6. Dockerfile: the runtime packages exist (apt-cache) and cover the shared libraries the
 #     glm-proxy binary links (when a binary is found).
 set -uo pipefail
@@ -31,35 +34,44 @@ skip() { echo "SKIP: $*"; }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # ---- 1. systemd unit ---------------------------------------------------------------------------
-unit="$conf_dir/glm-proxy.service"
 if ! command -v systemd-analyze >/dev/null 2>&1; then
-  skip "systemd-analyze not installed (apt-get install systemd); glm-proxy.service not verified"
+  skip "systemd-analyze not installed (apt-get install systemd); the units are not verified"
 else
-  grep -q '^ExecStart=/usr/local/bin/glm-proxy --config /etc/glm-proxy/glm-proxy.toml$' "$unit" \
-    || fail "glm-proxy.service: ExecStart is not '/usr/local/bin/glm-proxy --config /etc/glm-proxy/glm-proxy.toml'"
   mkdir -p "$tmp/unit/bin"
   printf '#!/bin/sh\nexit 0\n' >"$tmp/unit/bin/glm-proxy"
   chmod 755 "$tmp/unit/bin/glm-proxy"
-  sed "s#^ExecStart=/usr/local/bin/glm-proxy#ExecStart=$tmp/unit/bin/glm-proxy#" "$unit" \
-    >"$tmp/unit/glm-proxy.service"
-  # verify exits 0 on unknown keys and bad values, printing a warning: any output is a failure.
-  out="$(cd "$tmp/unit" && systemd-analyze verify ./glm-proxy.service 2>&1)"
-  rc=$?
-  if [ $rc -ne 0 ] || [ -n "$out" ]; then
-    fail "systemd-analyze verify glm-proxy.service (rc=$rc):"
-    printf '      %s\n' "$out"
-  else
-    ok "systemd-analyze verify glm-proxy.service: no errors, no warnings"
-  fi
-  sec="$(cd "$tmp/unit" && systemd-analyze security --offline=true --threshold=20 ./glm-proxy.service 2>&1)"
-  rc=$?
-  level="$(printf '%s\n' "$sec" | grep -o 'Overall exposure level.*' | tail -1)"
-  if [ $rc -ne 0 ]; then
-    fail "systemd-analyze security: ${level:-rc=$rc}"
-    printf '%s\n' "$sec" | grep -v '^✓' | sed 's/^/      /' | head -30
-  else
-    ok "systemd-analyze security: $level"
-  fi
+  for unit_name in glm-proxy.service glm-proxy@.service; do
+    unit="$conf_dir/$unit_name"
+    # The template's instance (blue, green) only names the process; both run the same config.
+    want='/usr/local/bin/glm-proxy --config /etc/glm-proxy/glm-proxy.toml'
+    [ "$unit_name" = glm-proxy.service ] || want="$want --reuse-port"
+    grep -qx "ExecStart=$want" "$unit" \
+      || fail "$unit_name: ExecStart is not '$want'"
+    grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" \
+      || fail "$unit_name: no 'ExecReload=/bin/kill -HUP \$MAINPID' (systemctl reload)"
+    copy="$unit_name"
+    [ "$unit_name" = glm-proxy.service ] || copy=glm-proxy@blue.service
+    sed "s#^ExecStart=/usr/local/bin/glm-proxy#ExecStart=$tmp/unit/bin/glm-proxy#" "$unit" \
+      >"$tmp/unit/$unit_name"
+    # verify exits 0 on unknown keys and bad values, printing a warning: any output is a failure.
+    out="$(cd "$tmp/unit" && systemd-analyze verify "./$copy" 2>&1)"
+    rc=$?
+    if [ $rc -ne 0 ] || [ -n "$out" ]; then
+      fail "systemd-analyze verify $copy (rc=$rc):"
+      printf '      %s\n' "$out"
+    else
+      ok "systemd-analyze verify $copy: no errors, no warnings"
+    fi
+    sec="$(cd "$tmp/unit" && systemd-analyze security --offline=true --threshold=20 "./$copy" 2>&1)"
+    rc=$?
+    level="$(printf '%s\n' "$sec" | grep -o 'Overall exposure level.*' | tail -1)"
+    if [ $rc -ne 0 ]; then
+      fail "systemd-analyze security $copy: ${level:-rc=$rc}"
+      printf '%s\n' "$sec" | grep -v '^✓' | sed 's/^/      /' | head -30
+    else
+      ok "systemd-analyze security $copy: $level"
+    fi
+  done
 fi
 
 # ---- 2-6. everything else, in Python -----------------------------------------------------------
@@ -92,15 +104,19 @@ except ImportError:
     except ImportError:
         tomllib = None
 
-# glm-proxy's long flags and the type of their value in a TOML file.
+# glm-proxy's long flags and the type of their value in a TOML file (checked against --help below
+# when a binary is found).
 FLAGS = {
     "host": str, "port": int, "prefiller-hosts": [str], "prefiller-ports": [int],
     "decoder-hosts": [str], "decoder-ports": [int], "prefill": [str], "decode": [str],
     "max-retries": int, "retry-delay": (int, float), "max-waiting-retries": int,
-    "waiting-retry-interval": (int, float), "workers": int, "log-level": str,
+    "waiting-retry-interval": (int, float), "workers": int, "log-level": str, "log-format": str,
     "connect-timeout": (int, float), "prefill-timeout": (int, float),
     "stream-idle-timeout": (int, float), "client-write-timeout": (int, float),
     "header-timeout": (int, float), "drain-timeout": (int, float), "max-body-bytes": int,
+    "max-connections": int, "max-inflight": int, "queue-timeout": (int, float),
+    "eject-after": int, "eject-seconds": (int, float), "api-key": str, "admin-token": str,
+    "reuse-port": bool,
 }
 POSITIVE = {"connect-timeout", "prefill-timeout", "stream-idle-timeout", "client-write-timeout",
             "header-timeout", "max-body-bytes"}
@@ -136,13 +152,16 @@ def check_toml_text(name, text):
     for key, value in data.items():
         if key not in FLAGS:
             hint = " (spell it with dashes)" if key.replace("_", "-") in FLAGS else ""
-            errors.append(f"unknown key '{key}'{hint}; glm-proxy would ignore it")
+            errors.append(f"unknown key '{key}'{hint}; glm-proxy would refuse to start")
             continue
         want = FLAGS[key]
         if isinstance(want, list):
             if not isinstance(value, list) or not all(
                     isinstance(v, want[0]) and not isinstance(v, bool) for v in value):
                 errors.append(f"{key}: want an array of {want[0].__name__}")
+        elif want is bool:
+            if not isinstance(value, bool):
+                errors.append(f"{key}: want true or false")
         elif isinstance(value, bool) or not isinstance(value, want):
             errors.append(f"{key}: wrong type {type(value).__name__}")
     if errors:
@@ -212,6 +231,16 @@ def find_binary():
 
 binary = find_binary()
 metrics_text = None
+
+if binary:
+    helped = set(re.findall(r"^  (?:-h,)?--([a-z][a-z-]*)", subprocess.run(
+        [binary, "--help"], capture_output=True, text=True, timeout=10).stdout, re.M))
+    helped -= {"help", "version", "config"}
+    if helped != set(FLAGS):
+        fail(f"check.sh's FLAGS differ from {binary} --help: missing {sorted(helped - set(FLAGS))}, "
+             f"extra {sorted(set(FLAGS) - helped)}")
+    else:
+        ok(f"check.sh knows every flag of {binary} --help ({len(FLAGS)})")
 
 
 def free_port():
@@ -499,6 +528,9 @@ if dash is not None:
         unknown = sorted(used - known)
         if unknown:
             errs.append(f"metrics not in README.md's Metrics table: {', '.join(unknown)}")
+        uncovered = sorted(known - used)
+        if uncovered:
+            errs.append(f"README.md's Metrics table lists metrics no panel shows: {', '.join(uncovered)}")
     else:
         skip("README.md not found: dashboard metric names not checked against it")
     if metrics_text:
@@ -526,7 +558,7 @@ if dash is not None:
     for e in errs:
         fail(f"grafana-dashboard.json: {e}")
     if not errs:
-        ok(f"grafana-dashboard.json: {len(panels)} panels, unique ids, metrics {len(used)} of the README's {len(known)}")
+        ok(f"grafana-dashboard.json: {len(panels)} panels, unique ids, all {len(known)} metrics of the README's table")
 
 # ---- 6. Dockerfile ------------------------------------------------------------------------------------
 dpath = os.path.join(conf_dir, "Dockerfile")

@@ -1,9 +1,14 @@
 #include "proxy/command_line.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <sstream>
+
+#include "proxy/config_file_reader.hpp"
 
 namespace glm::proxy {
 namespace {
@@ -42,9 +47,120 @@ std::optional<std::string> parse_addresses(const char* flag, const std::vector<s
   return std::nullopt;
 }
 
-}  // namespace
+std::string shortest(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
 
-std::optional<int> parse_command_line(int argc, char** argv, config& out) {
+// A number check for CLI11: finite (strtod takes "nan" and "inf", CLI11's Range lets NaN through)
+// and within [lo, hi], lo itself excluded when `lo_open`. CLI11 prefixes the flag's name to the
+// message. Validators run on the text before conversion, so "-5" for an unsigned flag is caught
+// here rather than wrapped around.
+CLI::Validator number_in(double lo, double hi, bool lo_open = false) {
+  std::string range = lo_open ? "more than " + shortest(lo) + ", at most " + shortest(hi)
+                              : "from " + shortest(lo) + " to " + shortest(hi);
+  std::string desc = (lo_open ? "(" : "[") + shortest(lo) + ", " + shortest(hi) + "]";
+  return CLI::Validator(
+      [lo, hi, lo_open, range](std::string& text) -> std::string {
+        const char* begin = text.c_str();
+        char* end = nullptr;
+        double v = std::strtod(begin, &end);
+        if (text.empty() || end != begin + text.size() || !std::isfinite(v)) {
+          return "'" + text + "' is not a number";
+        }
+        if (v < lo || v > hi || (lo_open && v == lo)) {
+          return text + " is out of range: want a number " + range;
+        }
+        return {};
+      },
+      desc);
+}
+
+// Bearer tokens must be non-empty (an empty --api-key would silently turn the check off) and fit
+// in a header: visible ASCII, no spaces.
+const CLI::Validator bearer_token(
+    [](std::string& text) -> std::string {
+      if (text.empty()) return "must not be empty";
+      for (unsigned char c : text) {
+        if (c <= 0x20 || c >= 0x7f) return "must be visible ASCII characters without spaces";
+      }
+      return {};
+    },
+    "");
+
+const CLI::Validator not_empty(
+    [](std::string& text) -> std::string { return text.empty() ? "must not be empty" : ""; }, "");
+
+constexpr double max_seconds = 1e6;  // about 11 days: far beyond any sane timeout, no overflow
+
+std::string env_name(const std::string& flag) {
+  std::string env = "GLM_PROXY_";
+  for (char c : flag) env += c == '-' ? '_' : static_cast<char>(::toupper(c));
+  return env;
+}
+
+bool on_command_line(int argc, char** argv, const std::string& flag) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a(argv[i]);
+    if (a == "--") break;
+    if (a == flag ||
+        (a.size() > flag.size() && a.substr(0, flag.size()) == flag && a[flag.size()] == '=')) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A usage error's message, saying where a bad value came from when it was not the command line:
+// "FILE:LINE: ..." for the config file, "... (from GLM_PROXY_X)" for the environment. CLI11's
+// conversion and validation errors start with the flag ("--port: ..."); the config reader's with
+// "line N: ".
+std::string locate(const CLI::App& app, const config_file_reader& reader, int argc, char** argv,
+                   const std::string& message) {
+  std::string file;
+  if (const CLI::Option* opt = app.get_config_ptr(); opt != nullptr && opt->count() > 0) {
+    file = opt->as<std::string>();
+  }
+  if (message.rfind("line ", 0) == 0) {
+    auto colon = message.find(':');
+    return file + ":" + message.substr(5, colon - 5) + message.substr(colon);
+  }
+  if (message.rfind("--", 0) != 0) return message;
+  std::string flag = message.substr(0, message.find_first_of(": "));
+  if (on_command_line(argc, argv, flag)) return message;
+  if (int line = reader.line_of(flag.substr(2)); line > 0 && !file.empty()) {
+    return file + ":" + std::to_string(line) + ": " + message;
+  }
+  std::string env = env_name(flag.substr(2));
+  if (std::getenv(env.c_str()) != nullptr) return message + " (from " + env + ")";
+  return message;
+}
+
+// The --config reader's view of the flags: which take a list, and what kind of value.
+std::map<std::string, config_file_reader::key_info, std::less<>> file_keys(const CLI::App& app) {
+  std::map<std::string, config_file_reader::key_info, std::less<>> keys;
+  for (const CLI::Option* opt : app.get_options()) {
+    std::string name = opt->get_single_name();
+    if (name.empty() || name == "help" || name == "version" || name == "config") continue;
+    config_file_reader::key_info info;
+    std::string type = opt->get_type_name();
+    if (opt->get_expected_min() == 0) {
+      info.kind = config_file_reader::value_kind::boolean;
+    } else if (type.rfind("INT", 0) == 0 || type.rfind("UINT", 0) == 0 ||
+               type.rfind("FLOAT", 0) == 0 || type.rfind("NUMBER", 0) == 0) {
+      info.kind = config_file_reader::value_kind::number;
+    }
+    info.list = opt->get_items_expected_max() > 1;
+    keys.emplace(name, info);
+  }
+  return keys;
+}
+
+std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
+                         std::ostream& errors) {
+  out = config{};
   CLI::App app{
       "glm-proxy: a prefill/decode disaggregation proxy for vLLM.\n"
       "Each OpenAI completion request is prefilled on the least-loaded prefiller (max_tokens 1, "
@@ -52,47 +168,58 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
       "prefiller's kv_transfer_params; the decoder's answer is streamed back.",
       "glm-proxy"};
   app.option_defaults()->always_capture_default();
+  app.set_version_flag("--version", std::string("glm-proxy ") + GLM_PROXY_VERSION,
+                       "Print the version and exit");
 
   std::vector<std::string> prefiller_hosts{"localhost"};
   std::vector<std::uint16_t> prefiller_ports{8001};
   std::vector<std::string> decoder_hosts{"localhost"};
   std::vector<std::uint16_t> decoder_ports{8002};
 
-  app.add_option("--host", out.host, "Address to listen on");
-  app.add_option("--port", out.port, "Port to listen on (0 picks a free one)");
-  app.add_option("--prefiller-hosts", prefiller_hosts, "Prefiller hosts, paired with ports");
-  app.add_option("--prefiller-ports", prefiller_ports, "Prefiller ports, paired with hosts");
-  app.add_option("--decoder-hosts", decoder_hosts, "Decoder hosts, paired with ports");
-  app.add_option("--decoder-ports", decoder_ports, "Decoder ports, paired with hosts");
+  app.add_option("--host", out.host, "Address to listen on")->check(not_empty);
+  app.add_option("--port", out.port, "Port to listen on (0 picks a free one)")
+      ->check(number_in(0, 65535));
+  app.add_option("--prefiller-hosts", prefiller_hosts, "Prefiller hosts, paired with ports")
+      ->check(not_empty);
+  app.add_option("--prefiller-ports", prefiller_ports, "Prefiller ports, paired with hosts")
+      ->check(number_in(1, 65535));
+  app.add_option("--decoder-hosts", decoder_hosts, "Decoder hosts, paired with ports")
+      ->check(not_empty);
+  app.add_option("--decoder-ports", decoder_ports, "Decoder ports, paired with hosts")
+      ->check(number_in(1, 65535));
   app.add_option("--max-retries", out.max_retries,
-                 "Attempts per backend request are max(1, this); HTTP 400 is never retried");
+                 "Attempts per backend request are max(1, this); HTTP 400 is never retried")
+      ->check(number_in(0, 100));
   app.add_option("--retry-delay", out.retry_delay,
-                 "Seconds before retry k, doubled each time: delay * 2^(k-1)");
+                 "Seconds before retry k, doubled each time: delay * 2^(k-1)")
+      ->check(number_in(0, 3600));
   app.add_option("--max-waiting-retries", out.max_waiting_retries,
-                 "Failed probes before an instance added by /instances/add is dropped");
+                 "Failed probes before an instance added by /instances/add is dropped")
+      ->check(number_in(1, 1e6));
   app.add_option("--waiting-retry-interval", out.waiting_retry_interval,
-                 "Seconds between probes of instances waiting to be added");
+                 "Seconds between probes of instances waiting to be added")
+      ->check(number_in(0, 86400, true));
   app.add_option("--workers", out.workers, "Event-loop threads sharing one balancer")
-      ->check(CLI::Range(1, 256));
+      ->check(number_in(1, 256));
   app.add_option("--log-level", out.log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")
       ->transform(
           CLI::IsMember({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}, CLI::ignore_case));
   app.add_option("--connect-timeout", out.connect_timeout, "Seconds per upstream connect")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, max_seconds, true));
   app.add_option("--prefill-timeout", out.prefill_timeout, "Seconds for the whole prefill answer")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, max_seconds, true));
   app.add_option("--stream-idle-timeout", out.stream_idle_timeout,
                  "Largest gap in seconds between two reads of a decoder's answer")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, max_seconds, true));
   app.add_option("--client-write-timeout", out.client_write_timeout,
                  "Seconds one write to a client may take")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, max_seconds, true));
   app.add_option("--header-timeout", out.header_timeout,
                  "Seconds a client has to send a request's headers")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, max_seconds, true));
   app.add_option("--drain-timeout", out.drain_timeout,
                  "Seconds requests in flight get to finish after SIGTERM or SIGINT")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, max_seconds));
   std::vector<std::string> prefill_list, decode_list;
   app.add_option("--prefill", prefill_list,
                  "Prefill instances as HOST:PORT ([ADDR]:PORT for IPv6), instead of or besides "
@@ -103,50 +230,61 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
                  "the paired lists")
       ->delimiter(',');
   app.add_option("--max-body-bytes", out.max_body_bytes, "Largest request body; over it, 413")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(1, 1e12));
   app.add_option("--log-format", out.log_format, "text, or json (one object per line)")
       ->transform(CLI::IsMember({"text", "json"}, CLI::ignore_case));
   app.add_option("--max-connections", out.max_connections,
-                 "Client connections open at once; over it, new ones get a 503 (0: no limit)");
+                 "Client connections open at once; over it, new ones get a 503 (0: no limit)")
+      ->check(number_in(0, 1e7));
   app.add_option("--max-inflight", out.max_inflight,
-                 "Completion requests in flight; over it, 503 with Retry-After (0: no limit)");
+                 "Completion requests in flight; over it, 503 with Retry-After (0: no limit)")
+      ->check(number_in(0, 1e7));
   app.add_option("--queue-timeout", out.queue_timeout,
                  "Seconds a request over --max-inflight may wait for a slot before its 503")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, max_seconds));
   app.add_option("--eject-after", out.eject_after,
                  "Consecutive failures that take an instance out of rotation (0: never)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, 1e6));
   app.add_option("--eject-seconds", out.eject_seconds,
                  "First ejection's length in seconds; it doubles with each further ejection")
-      ->check(CLI::PositiveNumber);
+      ->check(number_in(0, max_seconds, true));
   app.add_option("--api-key", out.api_key,
                  "Bearer token clients must send to the completion endpoints (also "
-                 "GLM_PROXY_API_KEY)");
+                 "GLM_PROXY_API_KEY)")
+      ->check(bearer_token);
   app.add_option("--admin-token", out.admin_token,
                  "Bearer token for /instances/* and /reset_prefix_cache; without it they answer "
-                 "loopback clients only");
+                 "loopback clients only")
+      ->check(bearer_token);
+  app.add_flag("--reuse-port", out.reuse_port,
+               "Set SO_REUSEPORT and take the port's new connections from an older glm-proxy "
+               "on it, which can then drain: an upgrade without refused connections");
 
-  // A misspelled key in the file is an error, not a setting silently left at its default.
-  app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_config("--config", "",
                  "Read options from a TOML file: keys named like the flags (port = 8000, "
-                 "prefiller-hosts = [\"10.0.0.1\"]); the command line wins");
+                 "prefiller-hosts = [\"10.0.0.1\"]); the command line wins. SIGHUP re-reads it");
   // Every flag can also come from the environment as GLM_PROXY_<FLAG> (lists comma-separated);
   // the command line and then the config file win over it.
   for (CLI::Option* opt : app.get_options()) {
     std::string name = opt->get_single_name();
-    if (name == "help" || name == "config" || name.empty()) continue;
-    std::string env = "GLM_PROXY_";
-    for (char c : name) env += c == '-' ? '_' : static_cast<char>(::toupper(c));
-    opt->envname(env);
+    if (name == "help" || name == "version" || name == "config" || name.empty()) continue;
+    opt->envname(env_name(name));
     if (opt->get_items_expected_max() > 1) opt->delimiter(',');
   }
+  // Made after every option exists: it learns their names and kinds from the app.
+  auto reader = std::make_shared<config_file_reader>(file_keys(app));
+  app.config_formatter(reader);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    if (e.get_exit_code() == 0) return app.exit(e, info, errors);
+    errors << "glm-proxy: error: " << locate(app, *reader, argc, argv, e.what()) << "\n"
+           << "Run with --help for more information.\n";
+    return 2;
+  }
+  if (const CLI::Option* opt = app.get_config_ptr(); opt->count() > 0) {
+    out.config_file = opt->as<std::string>();
   }
 
   std::transform(out.log_level.begin(), out.log_level.end(), out.log_level.begin(), ::toupper);
@@ -167,7 +305,7 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
                    parse_addresses("--prefill", prefill_list, out.prefillers),
                    parse_addresses("--decode", decode_list, out.decoders)}) {
     if (err) {
-      std::cerr << "glm-proxy: error: " << *err << "\n";
+      errors << "glm-proxy: error: " << *err << "\n";
       return 2;
     }
   }
@@ -177,9 +315,22 @@ std::optional<int> parse_command_line(int argc, char** argv, config& out) {
   return std::nullopt;
 }
 
-}  // namespace glm::proxy
+}  // namespace
 
-namespace glm::proxy {
+std::optional<int> parse_command_line(int argc, char** argv, config& out) {
+  return parse(argc, argv, out, std::cout, std::cerr);
+}
+
+std::optional<std::string> reread_configuration(int argc, char** argv, config& out) {
+  std::ostringstream info, errors;
+  auto code = parse(argc, argv, out, info, errors);
+  if (!code) return std::nullopt;
+  std::string message = errors.str();
+  // Only the first line: the second is the "--help" hint, which means nothing in a log.
+  message = message.substr(0, message.find('\n'));
+  if (message.rfind("glm-proxy: error: ", 0) == 0) message.erase(0, 18);
+  return message.empty() ? std::string("the command line asks for help or the version") : message;
+}
 
 std::string effective_configuration(const config& c) {
   auto list = [](const std::vector<balancer::backend_address>& addrs) {
@@ -200,6 +351,8 @@ std::string effective_configuration(const config& c) {
     << " log_format=" << c.log_format << " max_connections=" << c.max_connections
     << " max_inflight=" << c.max_inflight << " queue_timeout=" << c.queue_timeout
     << " eject_after=" << c.eject_after << " eject_seconds=" << c.eject_seconds
+    << " reuse_port=" << (c.reuse_port ? "true" : "false")
+    << " config=" << (c.config_file.empty() ? "-" : c.config_file)
     << " api_key=" << (c.api_key.empty() ? "unset" : "set")
     << " admin_token=" << (c.admin_token.empty() ? "unset" : "set")
     << " backend_api_key=" << (c.backend_api_key.empty() ? "unset" : "set");

@@ -11,7 +11,8 @@
 namespace glm::proxy {
 
 // Everything glm-proxy is told at start. Filled once by parse_command_line(), then read-only and
-// shared by every worker thread.
+// shared by every worker thread. A SIGHUP reads a fresh copy (see config_reload); the one the
+// workers share is never written.
 struct config {
   // The reference proxy's flags, same names and defaults.
   std::string host = "localhost";
@@ -49,6 +50,11 @@ struct config {
   // /instances/* and /reset_prefix_cache, which without it answer loopback clients only.
   std::string api_key;
   std::string admin_token;
+
+  // Operations. config_file is the --config path ("" without one): SIGHUP re-reads it. reuse_port
+  // sets SO_REUSEPORT, so a new glm-proxy can take over the port while this one drains.
+  std::string config_file;
+  bool reuse_port = false;
 
   // From the environment: OPENAI_API_KEY, sent as "Authorization: Bearer ..." to the backends
   // only when it is set.

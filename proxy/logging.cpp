@@ -92,6 +92,23 @@ void setup_logging(const std::string& level, const std::string& format) {
   access_logger() = access;
 }
 
+void set_log_level(const std::string& level) {
+  // spdlog's levels are atomics: setting them while other threads log is safe.
+  spdlog::default_logger()->set_level(to_spdlog_level(level));
+  if (auto& access = access_logger()) access->set_level(to_spdlog_level(level));
+}
+
+void log_always(std::string_view message) {
+  // Straight to the sinks, past the logger's level; the sinks' own levels stay at trace and their
+  // formatters give the usual text or JSON line.
+  auto logger = spdlog::default_logger();
+  spdlog::details::log_msg msg(logger->name(), spdlog::level::info, message);
+  for (auto& sink : logger->sinks()) {
+    if (sink->should_log(msg.level)) sink->log(msg);
+  }
+  logger->flush();
+}
+
 void log_access(const access_record& r) {
   auto& logger = access_logger();
   if (!logger || !logger->should_log(spdlog::level::info)) return;

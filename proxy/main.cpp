@@ -27,9 +27,16 @@ int main(int argc, char** argv) {
   glm::proxy::setup_logging(cfg.log_level, cfg.log_format);
   raise_file_limit();
 
-  spdlog::info("configuration: {}", glm::proxy::effective_configuration(cfg));
+  glm::proxy::log_always("configuration: " + glm::proxy::effective_configuration(cfg));
 
-  glm::proxy::server srv(cfg);
+  // SIGHUP reads the same sources again; argv lives as long as the process.
+  glm::proxy::config_reload::reader reread;
+  if (!cfg.config_file.empty()) {
+    reread = [argc, argv](glm::proxy::config& out) {
+      return glm::proxy::reread_configuration(argc, argv, out);
+    };
+  }
+  glm::proxy::server srv(cfg, std::move(reread));
   if (auto ec = srv.listen()) {
     spdlog::critical("cannot listen on {}:{}: {}", cfg.host, cfg.port, ec.message());
     return 1;

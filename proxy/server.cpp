@@ -4,6 +4,8 @@
 
 #include "proxy/connection_refusal.hpp"
 #include "proxy/http_session.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/reuse_port_steering.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace glm::proxy {
@@ -42,7 +44,7 @@ void log_exception(std::exception_ptr e) {
 
 }  // namespace
 
-server::server(const config& cfg)
+server::server(const config& cfg, config_reload::reader reread)
     : cfg_(cfg),
       lb_(cfg.prefillers, cfg.decoders, balancer_options(cfg)),
       connections_(cfg.max_connections),
@@ -53,6 +55,8 @@ server::server(const config& cfg)
       workers_(make_workers(cfg.workers)),
       acceptor_(*workers_[0]),
       signals_(*workers_[0], SIGINT, SIGTERM),
+      hangup_(*workers_[0], SIGHUP),
+      reload_(cfg_, lb_, std::move(reread)),
       prober_(ctx_) {
   for (auto& w : workers_) guards_.push_back(net::make_work_guard(*w));
 }
@@ -70,13 +74,25 @@ error_code server::listen() {
     acceptor_.open(endpoint.protocol(), ec);
     if (ec) continue;
     acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-    acceptor_.bind(endpoint, ec);
+    if (!ec && cfg_.reuse_port) {
+      acceptor_.set_option(net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
+    }
+    if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
     if (!ec) {
       auto local = acceptor_.local_endpoint(ec);
       auto addr = local.address();
-      spdlog::info("listening on {}:{}",
-                   addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string(), local.port());
+      std::string note;
+      if (cfg_.reuse_port) {
+        auto steered = reuse_port_steering::take_over(acceptor_);
+        note = steered.ec ? " (SO_REUSEPORT; could not take the port's new connections: " +
+                                steered.ec.message() + ")"
+                          : " (SO_REUSEPORT; new connections to the port come here; " +
+                                std::to_string(steered.index) + " older listener(s) on it)";
+      }
+      log_always(fmt::format("listening on {}:{}{}",
+                             addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string(),
+                             local.port(), note));
       return {};
     }
     error_code ignored;
@@ -114,6 +130,7 @@ net::awaitable<void> server::accept_loop() {
 net::awaitable<void> server::wait_for_signal() {
   auto [ec, signal] = co_await signals_.async_wait(use_nothrow);
   if (ec) co_return;
+  hangup_.cancel();
   spdlog::info("signal {}: no longer accepting; waiting for {} request(s) in flight", signal,
                lb_.request_num());
   error_code ignored;
@@ -136,9 +153,18 @@ net::awaitable<void> server::wait_for_signal() {
   for (auto& w : workers_) w->stop();
 }
 
+net::awaitable<void> server::reload_on_hangup() {
+  for (;;) {
+    auto [ec, signal] = co_await hangup_.async_wait(use_nothrow);
+    if (ec) co_return;
+    reload_.reload();
+  }
+}
+
 int server::run() {
   net::co_spawn(*workers_[0], accept_loop(), net::detached);
   net::co_spawn(*workers_[0], wait_for_signal(), net::detached);
+  net::co_spawn(*workers_[0], reload_on_hangup(), net::detached);
   net::co_spawn(*workers_[0], prober_.run(), net::detached);
   for (auto& w : workers_) net::co_spawn(*w, upstream_pool::evict_periodically(), net::detached);
   std::vector<std::thread> threads;

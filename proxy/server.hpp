@@ -7,6 +7,7 @@
 #include "balancer/balancer.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/config.hpp"
+#include "proxy/config_reload.hpp"
 #include "proxy/connection_gate.hpp"
 #include "proxy/inflight_gate.hpp"
 #include "proxy/instance_prober.hpp"
@@ -24,20 +25,25 @@ namespace glm::proxy {
 // until its own timeout.
 class server {
  public:
-  explicit server(const config& cfg);
+  // `reread` reads the configuration again for SIGHUP (see config_reload); empty when there is no
+  // --config file.
+  explicit server(const config& cfg, config_reload::reader reread = {});
   ~server();
 
-  // Binds and listens on cfg.host:cfg.port. Port 0 picks a free port; the log line
-  // "listening on HOST:PORT" tells which.
+  // Binds and listens on cfg.host:cfg.port. Port 0 picks a free port; the line
+  // "listening on HOST:PORT", logged at every log level, tells which. With cfg.reuse_port the
+  // socket has SO_REUSEPORT and takes the port's new connections from any older glm-proxy
+  // listening on it (reuse_port_steering), before that line is logged.
   error_code listen();
 
   // Serves until SIGINT or SIGTERM, then stops accepting, lets requests in flight finish (up to
-  // drain_timeout) and returns the process exit code.
+  // drain_timeout) and returns the process exit code. SIGHUP reloads the configuration file.
   int run();
 
  private:
   net::awaitable<void> accept_loop();
   net::awaitable<void> wait_for_signal();
+  net::awaitable<void> reload_on_hangup();
 
   const config& cfg_;
   balancer::balancer lb_;
@@ -55,6 +61,8 @@ class server {
   // sends SIGTERM as soon as it sees that line must get a drain and exit 0, not the default
   // action (death by the signal). Asio queues a signal that arrives before async_wait.
   net::signal_set signals_;
+  net::signal_set hangup_;  // SIGHUP, registered early for the same reason
+  config_reload reload_;
   instance_prober prober_;
   std::size_t next_worker_ = 0;
 };

@@ -55,6 +55,21 @@ class ShutdownTests(ClusterTestCase):
         self.assertEqual(events[-1], "[DONE]")
         self.assertEqual(self.cluster.proxy.proc.wait(20), 0)
 
+    def test_sighup_during_the_drain_changes_nothing(self):
+        # Supervisors send HUP by reflex; during a drain it must neither kill nor cut.
+        port = self.port
+        t, result = self.start_stream(port, 10)
+        proc = self.cluster.proxy.proc
+        proc.send_signal(signal.SIGTERM)
+        self.assert_refuses_connections(port)
+        proc.send_signal(signal.SIGHUP)
+        t.join(20)
+        self.assertNotIn("error", result)
+        status, _, events = result["answer"]
+        self.assertEqual(status, 200)
+        self.assertEqual(len([e for e in events if e != "[DONE]"]), 10)
+        self.assertEqual(proc.wait(20), 0)
+
     def test_sigint_with_nothing_in_flight_exits_zero(self):
         self.cluster.proxy.proc.send_signal(signal.SIGINT)
         self.assertEqual(self.cluster.proxy.proc.wait(20), 0)
