@@ -163,13 +163,9 @@ void balancer::count(role kind, route_reason reason) {
   ++decisions_[role_index(kind) * route_reason_count + static_cast<std::size_t>(reason)];
 }
 
-std::optional<std::pair<std::uint64_t, route_choice>> balancer::choose(
-    role kind, double score, const std::vector<std::uint64_t>& avoid, const route_request& req,
-    std::optional<std::uint64_t> back_to, request_lease::prefix_ticket* ticket) {
-  std::lock_guard lock(mutex_);
-  const route_policy policy = policy_of(kind);
-  std::vector<instance*> pool;
-  std::vector<route_candidate> candidates;
+void balancer::collect_candidates(role kind, const std::vector<std::uint64_t>& avoid,
+                                  std::vector<instance*>& pool,
+                                  std::vector<route_candidate>& candidates) {
   for (bool use_avoided : {false, true}) {
     for (auto& i : instances_) {
       // An ejected instance is not even a last resort: it failed eject_after requests in a row.
@@ -182,6 +178,16 @@ std::optional<std::pair<std::uint64_t, route_choice>> balancer::choose(
     }
     if (!pool.empty() || avoid.empty()) break;
   }
+}
+
+std::optional<std::pair<std::uint64_t, route_choice>> balancer::choose(
+    role kind, double score, const std::vector<std::uint64_t>& avoid, const route_request& req,
+    std::optional<std::uint64_t> back_to, request_lease::prefix_ticket* ticket) {
+  std::lock_guard lock(mutex_);
+  const route_policy policy = policy_of(kind);
+  std::vector<instance*> pool;
+  std::vector<route_candidate> candidates;
+  collect_candidates(kind, avoid, pool, candidates);
   if (pool.empty()) return std::nullopt;
 
   auto slot_of = [&](std::optional<std::uint64_t> id) -> std::optional<std::size_t> {
@@ -266,26 +272,10 @@ void balancer::usage(const request_lease::prefix_ticket& ticket, std::int64_t pr
   i->cached_tokens += static_cast<std::uint64_t>(cached_tokens);
   if (!i->index) return;
 
-  // How many blocks the answer says were cached, generously: the bytes-per-token ratio is an
-  // average and the chat template adds tokens the raw bytes do not show.
-  const double cached_bytes = static_cast<double>(cached_tokens) * bytes_per_token_;
-  const std::size_t slack = protocol::prefix_blocks::small_block;
-  const std::size_t cached_blocks =
-      protocol::prefix_blocks::count(static_cast<std::size_t>(cached_bytes * 1.25) + 2 * slack);
-  if (ticket.confirmed > cached_blocks) {
-    // A confirmed entry was contradicted: the cache evicted block j (or restarted). An LRU cache
-    // evicts in order of last use, so everything last used before block j was is gone too; what
-    // was used after it is not contradicted and stays.
+  if (i->index->settle(ticket.blocks, ticket.confirmed, ticket.sequences,
+                       static_cast<double>(cached_tokens) * bytes_per_token_)) {
     ++i->mispredictions;
-    const std::size_t j = protocol::prefix_blocks::count(static_cast<std::size_t>(cached_bytes));
-    if (j < ticket.sequences.size() && ticket.sequences[j] != 0) {
-      i->index->withdraw_older_than(ticket.sequences[j] + 1);
-    }
   }
-  // The prefill computed the whole prompt: its blocks are in that cache now (those the
-  // withdrawal removed included, so they are recorded again).
-  i->index->record(ticket.blocks);
-  i->index->confirm(ticket.blocks);
 }
 
 void balancer::release(std::uint64_t id, double tokens, double kv_cache) {
@@ -349,146 +339,6 @@ void balancer::end_request() {
   if (request_num_ > 0) --request_num_;
   if (request_num_ == 0) {
     std::erase_if(instances_, [](const instance& i) { return i.state == lifecycle::isolated; });
-  }
-}
-
-std::vector<backend_address> balancer::add_pending(role kind,
-                                                   const std::vector<backend_address>& addrs) {
-  const auto now = now_();
-  std::lock_guard lock(mutex_);
-  std::vector<backend_address> queued;
-  for (const auto& a : addrs) {
-    // An isolated instance is on its way out, so adding its address back is a fresh instance.
-    const bool known = std::any_of(instances_.begin(), instances_.end(), [&](const instance& i) {
-      return i.kind == kind && i.state != lifecycle::isolated && i.address.same_as(a);
-    });
-    if (known) continue;
-    auto i = make_instance(kind, a, lifecycle::pending);
-    i.next_probe = now;
-    instances_.push_back(std::move(i));
-    queued.push_back(a);
-  }
-  return queued;
-}
-
-std::vector<backend_address> balancer::pending(role kind) const {
-  std::lock_guard lock(mutex_);
-  std::vector<backend_address> out;
-  for (const auto& i : instances_) {
-    if (i.kind == kind && i.state == lifecycle::pending) out.push_back(i.address);
-  }
-  return out;
-}
-
-std::vector<probe_task> balancer::due_probes() {
-  const auto now = now_();
-  std::lock_guard lock(mutex_);
-  std::vector<probe_task> pending_tasks;
-  std::vector<probe_task> ejected_tasks;
-  for (auto& i : instances_) {
-    if (i.next_probe > now) continue;
-    if (i.state == lifecycle::pending) {
-      i.next_probe = time_point::max();  // under way: not due again until its result is in
-      pending_tasks.push_back({i.id, i.kind, i.address, false});
-    } else if (i.state == lifecycle::ejected) {
-      i.state = *transition::probe_started(i.state);
-      ejected_tasks.push_back({i.id, i.kind, i.address, true});
-    }
-  }
-  // Pending instances first, as before the two lists were merged.
-  pending_tasks.insert(pending_tasks.end(), ejected_tasks.begin(), ejected_tasks.end());
-  return pending_tasks;
-}
-
-void balancer::probe_result(std::uint64_t pending_id, bool ok) {
-  const auto now = now_();
-  std::lock_guard lock(mutex_);
-  auto it = std::find_if(instances_.begin(), instances_.end(),
-                         [pending_id](const instance& i) { return i.id == pending_id; });
-  // Gone, or no probe of it is under way (isolated meanwhile: it goes when its requests end).
-  if (it == instances_.end()) return;
-  if (it->state == lifecycle::pending) {
-    if (ok) {
-      // Moved last, so it is listed after every instance that was already serving.
-      instance i = std::move(*it);
-      instances_.erase(it);
-      i.state = lifecycle::active;
-      i.consecutive_failures = 0;
-      instances_.push_back(std::move(i));
-      return;
-    }
-    if (++it->consecutive_failures >= opts_.max_waiting_retries) {
-      instances_.erase(it);
-      return;
-    }
-    it->next_probe = now + opts_.waiting_retry_interval;
-    return;
-  }
-  if (it->state != lifecycle::probing) return;
-  if (ok) {
-    it->state = *transition::probe_ok(it->state);
-    it->consecutive_failures = 0;
-    it->backoff.back(now);
-  } else {
-    ++it->consecutive_failures;
-    eject(*it, now, true);
-  }
-}
-
-std::optional<std::chrono::steady_clock::time_point> balancer::next_probe_time() const {
-  std::lock_guard lock(mutex_);
-  std::optional<time_point> next;
-  for (const auto& i : instances_) {
-    const bool waiting = (i.state == lifecycle::pending && i.next_probe != time_point::max()) ||
-                         i.state == lifecycle::ejected;
-    if (!waiting) continue;
-    if (!next || i.next_probe < *next) next = i.next_probe;
-  }
-  return next;
-}
-
-balancer::remove_result balancer::remove(role kind, const std::vector<backend_address>& addrs) {
-  std::lock_guard lock(mutex_);
-  remove_result result;
-  for (auto& i : instances_) {
-    if (i.kind != kind) continue;
-    const bool match = std::any_of(addrs.begin(), addrs.end(),
-                                   [&](const backend_address& a) { return i.address.same_as(a); });
-    if (!match) continue;
-    const auto next = transition::isolate(i.state);
-    if (!next) continue;
-    i.state = *next;
-    if (i.index) i.index->clear();
-    result.removed.push_back(i.address);
-  }
-  // Erasing an instance a lease still holds would be safe (its release finds nothing), but the
-  // reference answers "isolated" while requests are in flight, and keeping the instance keeps the
-  // load those requests still carry visible in /metrics until they drain.
-  result.isolated = request_num_ > 0 && !result.removed.empty();
-  if (request_num_ == 0) {
-    std::erase_if(instances_, [](const instance& i) { return i.state == lifecycle::isolated; });
-  }
-  return result;
-}
-
-std::optional<std::uint64_t> balancer::session_pins::find(std::string_view key) {
-  auto it = map_.find(key);
-  if (it == map_.end()) return std::nullopt;
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return it->second->second;
-}
-
-void balancer::session_pins::pin(std::string_view key, std::uint64_t id, std::size_t max_entries) {
-  if (auto it = map_.find(key); it != map_.end()) {
-    it->second->second = id;
-    lru_.splice(lru_.begin(), lru_, it->second);
-    return;
-  }
-  lru_.emplace_front(std::string(key), id);
-  map_.emplace(lru_.front().first, lru_.begin());
-  while (map_.size() > std::max<std::size_t>(1, max_entries)) {
-    map_.erase(lru_.back().first);
-    lru_.pop_back();
   }
 }
 

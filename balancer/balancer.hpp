@@ -18,6 +18,8 @@
 #include "balancer/prefix_index.hpp"
 #include "balancer/request_lease.hpp"
 #include "balancer/route_policy.hpp"
+#include "balancer/route_selector.hpp"
+#include "balancer/session_pins.hpp"
 
 namespace glm::balancer {
 
@@ -207,17 +209,6 @@ class balancer {
     std::uint64_t prompt_tokens = 0;
     std::uint64_t cached_tokens = 0;
   };
-  // X-Session-Id -> instance id, per role, bounded by cache_max_entries (LRU).
-  class session_pins {
-   public:
-    std::optional<std::uint64_t> find(std::string_view key);
-    void pin(std::string_view key, std::uint64_t id, std::size_t max_entries);
-
-   private:
-    std::list<std::pair<std::string, std::uint64_t>> lru_;                // most recent first
-    std::unordered_map<std::string_view, decltype(lru_)::iterator> map_;  // keys view lru_'s
-  };
-
   instance make_instance(role kind, const backend_address& a, lifecycle state);
   instance* find(std::uint64_t id);
   route_policy policy_of(role kind) const;
@@ -225,6 +216,9 @@ class balancer {
   // Chooses an instance of `kind` by its policy, preferring those not in `avoid` (instances that
   // already failed this request); one in `avoid` is chosen only when no other can be. `back_to`
   // is the prefiller of a recompute. Fills `ticket` for a cache_aware prefill choice.
+  // The active instances of `kind`, those not in `avoid` when there are any.
+  void collect_candidates(role kind, const std::vector<std::uint64_t>& avoid,
+                          std::vector<instance*>& pool, std::vector<route_candidate>& candidates);
   std::optional<std::pair<std::uint64_t, route_choice>> choose(
       role kind, double score, const std::vector<std::uint64_t>& avoid, const route_request& req,
       std::optional<std::uint64_t> back_to, request_lease::prefix_ticket* ticket);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "protocol/prefix_blocks.hpp"
+
 namespace glm::balancer {
 
 prefix_index::match prefix_index::longest_match(std::span<const std::uint64_t> blocks) const {
@@ -85,6 +87,27 @@ std::size_t prefix_index::withdraw_older_than(std::uint64_t seq) {
     ++n;
   }
   return n;
+}
+
+bool prefix_index::settle(std::span<const std::uint64_t> blocks, std::size_t confirmed,
+                          std::span<const std::uint64_t> sequences, double cached_bytes) {
+  using protocol::prefix_blocks;
+  // How many blocks the answer says were cached, generously: the bytes-per-token ratio is an
+  // average and the chat template adds tokens the raw bytes do not show.
+  const std::size_t cached_blocks = prefix_blocks::count(
+      static_cast<std::size_t>(cached_bytes * 1.25) + 2 * prefix_blocks::small_block);
+  const bool contradicted = confirmed > cached_blocks;
+  if (contradicted) {
+    // The cache evicted block j (or restarted). An LRU cache evicts in order of last use, so
+    // everything last used before block j was is gone too; what was used after it stays.
+    const std::size_t j = prefix_blocks::count(static_cast<std::size_t>(cached_bytes));
+    if (j < sequences.size() && sequences[j] != 0) withdraw_older_than(sequences[j] + 1);
+  }
+  // The prefill computed the whole prompt: its blocks are in that cache now (those the
+  // withdrawal removed included, so they are recorded again).
+  record(blocks);
+  confirm(blocks);
+  return contradicted;
 }
 
 void prefix_index::clear() {

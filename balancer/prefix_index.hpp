@@ -44,6 +44,13 @@ class prefix_index {
   void confirm(std::span<const std::uint64_t> blocks);
   // Removes blocks[from, end) that are still unconfirmed (their prefill failed).
   void erase_unconfirmed(std::span<const std::uint64_t> blocks, std::size_t from);
+  // A prefill answer for `blocks`, whose first `confirmed` were predicted confirmed, with
+  // `sequences` their touch sequences before the choice (sequences()); `cached_bytes` is what the
+  // answer says was cached, converted from tokens. Returns whether a confirmed entry was
+  // contradicted (a misprediction); then what was last used before the first contradicted block
+  // is withdrawn. Either way the blocks are recorded and confirmed: the prefill computed them.
+  bool settle(std::span<const std::uint64_t> blocks, std::size_t confirmed,
+              std::span<const std::uint64_t> sequences, double cached_bytes);
   // Removes every entry last touched before sequence `seq`; returns how many.
   std::size_t withdraw_older_than(std::uint64_t seq);
   void clear();

@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "balancer/balancer.hpp"
@@ -404,5 +406,50 @@ TEST_CASE("a session pins softly to its prefiller", "[cache_aware]") {
     auto again = prefill(b, digest_of(chat_body(301, 1)), 0, "s-1");
     CHECK(again.address == c.address);
     CHECK(again.reason == route_reason::session);
+  }
+}
+
+TEST_CASE("threads choosing, answering, failing and resetting leave every load at 0",
+          "[cache_aware][threads]") {
+  auto opts = cache_aware();
+  opts.eject_after = 0;
+  opts.routing.cache_max_entries = 64;  // eviction under way all the time
+  balancer b(numbered("p", 3), numbered("d", 2), opts);
+  std::vector<std::unique_ptr<digest_of>> digests;
+  for (int c = 0; c < 8; ++c) {
+    digests.push_back(std::make_unique<digest_of>(chat_body(c, 1 + c % 3)));
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 500; ++k) {
+        const auto& d = *digests[static_cast<std::size_t>((t * 7 + k) % 8)];
+        auto lease = b.begin_request(d.body.size());
+        const std::string session = "s" + std::to_string(k % 5);
+        if (!lease.choose_prefiller(glm::balancer::to_route_request(d.d, session))) continue;
+        if (k % 7 == 0) {
+          lease.prefill_failed(false);
+          continue;
+        }
+        lease.prefill_usage(static_cast<std::int64_t>(d.d.prompt_bytes / 4),
+                            static_cast<std::int64_t>((k % 3) * d.d.prompt_bytes / 8));
+        lease.release_prefill();
+        lease.choose_decoder(glm::balancer::route_request{});
+        if (k % 50 == 0) b.reset_prefix_cache(role::prefill);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(b.request_num() == 0);
+  std::uint64_t decided = 0;
+  for (const auto& d : b.route_decisions()) {
+    if (d.kind == role::prefill) decided += d.count;
+  }
+  CHECK(decided >= 2000);
+  for (const auto& s : b.instances()) {
+    CHECK(s.inflight == 0);
+    CHECK(s.active_kv_cache == 0.0);
+    CHECK(s.active_tokens == 0.0);
+    if (s.kind == role::prefill) CHECK(s.prefix_entries <= 64);
   }
 }

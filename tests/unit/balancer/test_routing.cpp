@@ -9,6 +9,7 @@
 
 #include "balancer/balancer.hpp"
 #include "balancer/route_selector.hpp"
+#include "balancer/session_pins.hpp"
 
 using glm::balancer::backend_address;
 using glm::balancer::balancer;
@@ -301,4 +302,18 @@ TEST_CASE("route_selector's overload gate needs both thresholds", "[routing]") {
   c.inflight = 20;
   CHECK(glm::balancer::route_selector::overloaded(o, c, 13));        // 7 > 2, 20 > 19.5
   CHECK_FALSE(glm::balancer::route_selector::overloaded(o, c, 14));  // 20 < 21
+}
+
+TEST_CASE("session pins are bounded and forget the least recently used", "[routing]") {
+  glm::balancer::session_pins pins;
+  pins.pin("a", 1, 2);
+  pins.pin("b", 2, 2);
+  CHECK(pins.find("a") == 1u);  // a is now the most recent
+  pins.pin("c", 3, 2);          // b goes
+  CHECK(pins.size() == 2);
+  CHECK_FALSE(pins.find("b"));
+  CHECK(pins.find("a") == 1u);
+  CHECK(pins.find("c") == 3u);
+  pins.pin("a", 7, 2);  // re-pinned elsewhere
+  CHECK(pins.find("a") == 7u);
 }
