@@ -54,9 +54,10 @@ struct route_options {
   // the prompt's bytes.
   double cache_threshold = 0.3;
   // --cache-balance-abs-threshold (>= 0) and --cache-balance-rel-threshold (>= 1): a candidate is
-  // overloaded, and cache affinity and session pins yield, when its in-flight requests exceed the
-  // least loaded candidate's by more than abs AND are more than rel times them. New prefixes are
-  // placed among the candidates within abs of the least loaded.
+  // overloaded, and cache affinity and session pins yield to the least loaded, when its requests
+  // in flight exceed the candidates' mean by more than abs AND are more than rel times it (a
+  // per-candidate gate). New prefixes are placed among the candidates within abs of the least
+  // loaded.
   double cache_balance_abs_threshold = 2;
   double cache_balance_rel_threshold = 1.5;
   // --cache-max-entries (>= 1): prefix blocks remembered per instance (LRU); also the number of

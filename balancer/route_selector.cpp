@@ -58,11 +58,10 @@ std::uint64_t rendezvous_hash::weight(std::uint64_t key, std::uint64_t address_h
 }
 
 bool route_selector::overloaded(const route_options& opts, const route_candidate& c,
-                                std::uint64_t min_inflight) {
+                                double baseline) {
   const double load = static_cast<double>(c.inflight);
-  const double least = static_cast<double>(min_inflight);
-  return load - least > opts.cache_balance_abs_threshold &&
-         load > opts.cache_balance_rel_threshold * least;
+  return load - baseline > opts.cache_balance_abs_threshold &&
+         load > opts.cache_balance_rel_threshold * baseline;
 }
 
 route_decision route_selector::least_loaded(std::span<const route_candidate> c) {
@@ -108,7 +107,13 @@ route_decision route_selector::cache_aware(const route_options& opts,
                                            const route_request& req,
                                            std::optional<std::size_t> session) {
   const std::uint64_t least = min_inflight(c);
-  auto fits = [&](std::size_t i) { return !overloaded(opts, c[i], least); };
+  // Gated against the mean, candidate by candidate (as SGLang's gateway does since 2026): against
+  // the minimum, one idle instance would make every busy one "overloaded" and break affinity at
+  // ordinary concurrency.
+  double mean = 0;
+  for (const auto& x : c) mean += static_cast<double>(x.inflight);
+  mean /= static_cast<double>(c.size());
+  auto fits = [&](std::size_t i) { return !overloaded(opts, c[i], mean); };
 
   std::vector<prefix_index::match> matches(c.size());
   std::size_t best_blocks = 0;

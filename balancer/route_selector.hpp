@@ -52,9 +52,9 @@ class route_selector {
   static route_decision cache_aware(const route_options& opts, std::span<const route_candidate> c,
                                     const route_request& req, std::optional<std::size_t> session);
 
-  // The candidate is overloaded: more than abs above the least loaded and more than rel times it.
-  static bool overloaded(const route_options& opts, const route_candidate& c,
-                         std::uint64_t min_inflight);
+  // The candidate is overloaded: its requests in flight are more than abs above `baseline` (the
+  // candidates' mean) and more than rel times it.
+  static bool overloaded(const route_options& opts, const route_candidate& c, double baseline);
 };
 
 }  // namespace glm::balancer
