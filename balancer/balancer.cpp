@@ -256,23 +256,24 @@ std::optional<std::pair<std::uint64_t, route_choice>> balancer::choose(
   return std::pair{best.id, std::move(choice)};
 }
 
-void balancer::usage(const request_lease::prefix_ticket& ticket, std::int64_t prompt_tokens,
-                     std::int64_t cached_tokens) {
+void balancer::usage(std::uint64_t id, const request_lease::prefix_ticket* ticket,
+                     std::int64_t prompt_tokens, std::int64_t cached_tokens) {
   if (prompt_tokens <= 0 || cached_tokens < 0) return;  // not a usage to learn from
   std::lock_guard lock(mutex_);
-  if (ticket.prompt_bytes > 0) {
+  if (ticket != nullptr && ticket->prompt_bytes > 0) {
     // A slow average: one odd answer (a template that adds many tokens) moves it a little.
     const double ratio =
-        static_cast<double>(ticket.prompt_bytes) / static_cast<double>(prompt_tokens);
+        static_cast<double>(ticket->prompt_bytes) / static_cast<double>(prompt_tokens);
     bytes_per_token_ = 0.9 * bytes_per_token_ + 0.1 * ratio;
   }
-  instance* i = find(ticket.instance);
+  instance* i = find(id);
   if (i == nullptr) return;
   i->prompt_tokens += static_cast<std::uint64_t>(prompt_tokens);
-  i->cached_tokens += static_cast<std::uint64_t>(cached_tokens);
-  if (!i->index) return;
-
-  if (i->index->settle(ticket.blocks, ticket.confirmed, ticket.sequences,
+  i->cached_tokens += static_cast<std::uint64_t>(std::min(cached_tokens, prompt_tokens));
+  // An instance out of rotation had its entries dropped; an answer still in flight does not
+  // bring them back.
+  if (ticket == nullptr || !i->index || i->state != lifecycle::active) return;
+  if (i->index->settle(ticket->blocks, ticket->confirmed, ticket->sequences,
                        static_cast<double>(cached_tokens) * bytes_per_token_)) {
     ++i->mispredictions;
   }

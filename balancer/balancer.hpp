@@ -44,7 +44,8 @@ struct instance_snapshot {
   // cache_aware only (0 otherwise): the prefix index and how the prefill answers bore it out.
   std::size_t prefix_entries = 0;
   std::uint64_t mispredictions = 0;  // answers that showed less cached than confirmed entries said
-  std::uint64_t prompt_tokens = 0;   // sums of the usage reported through prefill_usage()
+  std::uint64_t prompt_tokens = 0;   // sums of the usage reported through prefill_usage(), every
+                                     // policy: the real prefix-cache hit ratio
   std::uint64_t cached_tokens = 0;
 };
 
@@ -227,8 +228,10 @@ class balancer {
   // A request's outcome on instance `id`, for ejection; only instance faults are reported.
   void succeeded(std::uint64_t id);
   void failed(std::uint64_t id, bool instance_fault, const request_lease::prefix_ticket* ticket);
-  void usage(const request_lease::prefix_ticket& ticket, std::int64_t prompt_tokens,
-             std::int64_t cached_tokens);
+  // A prefill answer's usage on instance `id`; `ticket` (may be null) is what cache_aware
+  // predicted there.
+  void usage(std::uint64_t id, const request_lease::prefix_ticket* ticket,
+             std::int64_t prompt_tokens, std::int64_t cached_tokens);
   // Takes `i` out of rotation for its next ejection time. Called with mutex_ held.
   void eject(instance& i, time_point now, bool after_probe);
   void count(role kind, route_reason reason);

@@ -14,6 +14,7 @@ request_lease::request_lease(request_lease&& other) noexcept
       decoder_(std::exchange(other.decoder_, std::nullopt)),
       avoid_(std::exchange(other.avoid_, {})),
       last_prefiller_(std::exchange(other.last_prefiller_, std::nullopt)),
+      usage_pending_(std::exchange(other.usage_pending_, false)),
       ticket_(std::exchange(other.ticket_, {})) {}
 
 request_lease& request_lease::operator=(request_lease&& other) noexcept {
@@ -27,6 +28,7 @@ request_lease& request_lease::operator=(request_lease&& other) noexcept {
   decoder_ = std::exchange(other.decoder_, std::nullopt);
   avoid_ = std::exchange(other.avoid_, {});
   last_prefiller_ = std::exchange(other.last_prefiller_, std::nullopt);
+  usage_pending_ = std::exchange(other.usage_pending_, false);
   ticket_ = std::exchange(other.ticket_, {});
   return *this;
 }
@@ -57,6 +59,7 @@ std::optional<route_choice> request_lease::choose_prefiller(const route_request&
   if (!chosen) return std::nullopt;
   prefiller_ = chosen->first;
   last_prefiller_ = chosen->first;
+  usage_pending_ = true;
   return std::move(chosen->second);
 }
 
@@ -70,8 +73,10 @@ std::optional<route_choice> request_lease::choose_decoder(const route_request& r
 }
 
 void request_lease::prefill_usage(std::int64_t prompt_tokens, std::int64_t cached_tokens) {
-  if (owner_ == nullptr || ticket_.instance == 0) return;
-  owner_->usage(ticket_, prompt_tokens, cached_tokens);
+  if (owner_ == nullptr || !last_prefiller_ || !usage_pending_) return;
+  usage_pending_ = false;  // one answer per choice
+  const bool predicted = ticket_.instance == *last_prefiller_;
+  owner_->usage(*last_prefiller_, predicted ? &ticket_ : nullptr, prompt_tokens, cached_tokens);
   ticket_ = {};  // one answer per choice
 }
 

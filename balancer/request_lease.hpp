@@ -40,7 +40,8 @@ class request_lease {
 
   // The prefiller's answer to this request reported usage.prompt_tokens and
   // usage.prompt_tokens_details.cached_tokens: confirms or corrects what cache_aware predicted on
-  // it, and teaches the balancer how many prompt bytes make a token. Call it once per answered
+  // it, and teaches the balancer how many prompt bytes make a token; in every policy it adds to
+  // the prefiller's prompt_tokens and cached_tokens (instance_snapshot). Call it once per answered
   // prefill, before release_prefill() or after (the lease remembers the prefiller); an answer
   // without usage calls nothing, which leaves the prediction unconfirmed.
   void prefill_usage(std::int64_t prompt_tokens, std::int64_t cached_tokens);
@@ -89,6 +90,7 @@ class request_lease {
   std::optional<std::uint64_t> decoder_;
   std::vector<std::uint64_t> avoid_;  // instances that failed this request (ids are never reused)
   std::optional<std::uint64_t> last_prefiller_;  // kept after release, for a recompute
+  bool usage_pending_ = false;  // a prefiller was chosen and its answer's usage is not in yet
   prefix_ticket ticket_;
 };
 

@@ -317,3 +317,30 @@ TEST_CASE("session pins are bounded and forget the least recently used", "[routi
   pins.pin("a", 7, 2);  // re-pinned elsewhere
   CHECK(pins.find("a") == 7u);
 }
+
+TEST_CASE("prefill usage is summed per prefiller in every policy", "[routing]") {
+  auto policy = GENERATE(route_policy::least_loaded, route_policy::cache_aware);
+  balancer b(numbered("p", 1), numbered("d", 1), with_policies(policy, route_policy::least_loaded));
+  for (int i = 0; i < 3; ++i) {
+    auto lease = b.begin_request(100);
+    REQUIRE(lease.choose_prefiller());
+    lease.release_prefill();  // the answer's usage may arrive after the first byte's release
+    lease.prefill_usage(100, 40);
+    lease.prefill_usage(100, 40);  // one answer per choice: a repeat is not counted again
+  }
+  auto s = b.instances().front();
+  CHECK(s.prompt_tokens == 300);
+  CHECK(s.cached_tokens == 120);
+  {
+    auto lease = b.begin_request(100);
+    REQUIRE(lease.choose_prefiller());
+    lease.prefill_usage(10, 50);  // cached is at most the prompt
+  }
+  {
+    auto lease = b.begin_request(100);
+    lease.prefill_usage(10, 5);  // nothing chosen: nothing to count
+  }
+  auto t = b.instances().front();
+  CHECK(t.prompt_tokens == 310);
+  CHECK(t.cached_tokens == 130);
+}
