@@ -5,9 +5,10 @@
 #   bash .ci/install-deps.sh          # build, test, demo (tests/run.sh, tests/sanitize.sh)
 #   bash .ci/install-deps.sh fuzz     # also clang 14 and its libFuzzer runtime (tests/fuzz/run.sh)
 set -euo pipefail
+# libxxhash-dev: XXH3 for cache-aware routing's prefix hashes (protocol/prefix_hasher.cpp).
 # prometheus: only for promtool, which tests/e2e/test_metrics.py runs on GET /metrics.
 pkgs=(build-essential cmake g++ libboost1.81-dev libsimdjson-dev libspdlog-dev prometheus-cpp-dev
-  libcli11-dev catch2 python3 curl systemd python3-yaml prometheus)
+  libcli11-dev libxxhash-dev catch2 python3 curl systemd python3-yaml prometheus)
 for group in "$@"; do
   case "${group}" in
     # libclang-rt-14-dev: libFuzzer and clang's ASan/UBSan runtimes; pkg-config: simdjson's flags.

@@ -3,19 +3,17 @@
 #include <algorithm>
 #include <utility>
 
+#include "balancer/route_selector.hpp"
+#include "protocol/prefix_blocks.hpp"
+
 namespace glm::balancer {
 namespace {
 
 // Between two take_ejections() calls; a flapping fleet must not grow memory.
 constexpr std::size_t max_kept_ejections = 256;
 
-std::chrono::milliseconds ejection_time(int level, std::chrono::milliseconds base,
-                                        std::chrono::milliseconds cap) {
-  cap = std::max(cap, base);
-  auto d = base;
-  // Doubling stops at the cap, so no level, however high, overflows.
-  for (int k = 1; k < level && d < cap; ++k) d *= 2;
-  return std::min(d, cap);
+std::size_t role_index(role kind) {
+  return kind == role::prefill ? 0 : 1;
 }
 
 }  // namespace
@@ -24,8 +22,35 @@ balancer::balancer(const std::vector<backend_address>& prefillers,
                    const std::vector<backend_address>& decoders, options opts, clock now)
     : opts_(opts), now_(std::move(now)) {
   instances_.reserve(prefillers.size() + decoders.size());
-  for (const auto& a : prefillers) instances_.push_back({next_id_++, role::prefill, a});
-  for (const auto& a : decoders) instances_.push_back({next_id_++, role::decode, a});
+  for (const auto& a : prefillers) {
+    instances_.push_back(make_instance(role::prefill, a, lifecycle::active));
+  }
+  for (const auto& a : decoders) {
+    instances_.push_back(make_instance(role::decode, a, lifecycle::active));
+  }
+}
+
+balancer::instance balancer::make_instance(role kind, const backend_address& a, lifecycle state) {
+  instance i;
+  i.id = next_id_++;
+  i.kind = kind;
+  i.address = a;
+  i.address_hash = rendezvous_hash::of_address(a.to_string());
+  i.state = state;
+  if (policy_of(kind) == route_policy::cache_aware) {
+    i.index = std::make_unique<prefix_index>(opts_.routing.cache_max_entries);
+  }
+  return i;
+}
+
+balancer::instance* balancer::find(std::uint64_t id) {
+  auto it = std::find_if(instances_.begin(), instances_.end(),
+                         [id](const instance& i) { return i.id == id; });
+  return it == instances_.end() ? nullptr : &*it;
+}
+
+route_policy balancer::policy_of(role kind) const {
+  return kind == role::prefill ? opts_.routing.prefill_policy : opts_.routing.decode_policy;
 }
 
 double balancer::prefill_score(std::size_t body_bytes) {
@@ -51,9 +76,9 @@ std::size_t balancer::request_num() const {
 
 std::size_t balancer::active_count(role kind) const {
   std::lock_guard lock(mutex_);
-  return static_cast<std::size_t>(
-      std::count_if(instances_.begin(), instances_.end(),
-                    [kind](const instance& i) { return i.kind == kind && !i.isolated; }));
+  return static_cast<std::size_t>(std::count_if(
+      instances_.begin(), instances_.end(),
+      [kind](const instance& i) { return i.kind == kind && is_serving_member(i.state); }));
 }
 
 std::vector<instance_snapshot> balancer::instances() const {
@@ -62,6 +87,7 @@ std::vector<instance_snapshot> balancer::instances() const {
   out.reserve(instances_.size());
   const auto now = now_();
   for (const auto& i : instances_) {
+    if (!is_member(i.state)) continue;
     instance_snapshot s;
     s.id = i.id;
     s.kind = i.kind;
@@ -69,26 +95,59 @@ std::vector<instance_snapshot> balancer::instances() const {
     s.active_tokens = i.active_tokens;
     s.active_kv_cache = i.active_kv_cache;
     s.inflight = i.inflight;
-    s.isolated = i.isolated;
-    s.ejected = i.ejected;
-    s.probing = i.ejected && i.ejected_until <= now;
+    s.state = i.state;
+    s.isolated = i.state == lifecycle::isolated;
+    s.ejected = is_out_of_rotation(i.state);
+    s.probing =
+        i.state == lifecycle::probing || (i.state == lifecycle::ejected && i.next_probe <= now);
     s.consecutive_failures = i.consecutive_failures;
-    s.ejections_total = i.ejections_total;
-    if (i.ejected && !s.probing) {
-      s.eject_seconds_left = std::chrono::duration<double>(i.ejected_until - now).count();
+    s.ejections_total = i.backoff.total();
+    if (s.ejected && !s.probing) {
+      s.eject_seconds_left = std::chrono::duration<double>(i.next_probe - now).count();
     }
+    s.picks = i.picks;
+    s.prefix_entries = i.index ? i.index->size() : 0;
+    s.mispredictions = i.mispredictions;
+    s.prompt_tokens = i.prompt_tokens;
+    s.cached_tokens = i.cached_tokens;
     out.push_back(std::move(s));
   }
   return out;
 }
 
+std::vector<route_decision_count> balancer::route_decisions() const {
+  std::lock_guard lock(mutex_);
+  std::vector<route_decision_count> out;
+  for (role kind : {role::prefill, role::decode}) {
+    for (std::size_t r = 0; r < route_reason_count; ++r) {
+      out.push_back({kind, policy_of(kind), static_cast<route_reason>(r),
+                     decisions_[role_index(kind) * route_reason_count + r]});
+    }
+  }
+  return out;
+}
+
+double balancer::bytes_per_token() const {
+  std::lock_guard lock(mutex_);
+  return bytes_per_token_;
+}
+
+void balancer::reset_prefix_cache(role kind, const std::optional<backend_address>& which) {
+  std::lock_guard lock(mutex_);
+  for (auto& i : instances_) {
+    if (i.kind != kind || !i.index) continue;
+    if (which && !i.address.same_as(*which)) continue;
+    i.index->clear();
+  }
+}
+
 std::chrono::seconds balancer::retry_after(role kind) const {
   const auto now = now_();
   std::lock_guard lock(mutex_);
-  std::optional<std::chrono::steady_clock::time_point> earliest;
+  std::optional<time_point> earliest;
   for (const auto& i : instances_) {
-    if (i.kind != kind || i.isolated || !i.ejected) continue;
-    if (!earliest || i.ejected_until < *earliest) earliest = i.ejected_until;
+    if (i.kind != kind || !is_out_of_rotation(i.state)) continue;
+    if (!earliest || i.next_probe < *earliest) earliest = i.next_probe;
   }
   const std::chrono::seconds at_least{1};
   if (!earliest || *earliest <= now) return at_least;
@@ -100,216 +159,188 @@ std::vector<ejection_event> balancer::take_ejections() {
   return std::exchange(ejections_, {});
 }
 
-std::optional<std::pair<std::uint64_t, backend_address>> balancer::choose(
-    role kind, double score, const std::vector<std::uint64_t>& avoid) {
-  std::lock_guard lock(mutex_);
-  instance* best = nullptr;
+void balancer::count(role kind, route_reason reason) {
+  ++decisions_[role_index(kind) * route_reason_count + static_cast<std::size_t>(reason)];
+}
+
+void balancer::collect_candidates(role kind, const std::vector<std::uint64_t>& avoid,
+                                  std::vector<instance*>& pool,
+                                  std::vector<route_candidate>& candidates) {
   for (bool use_avoided : {false, true}) {
-    double best_load = 0;
     for (auto& i : instances_) {
       // An ejected instance is not even a last resort: it failed eject_after requests in a row.
-      if (i.kind != kind || i.isolated || i.ejected) continue;
+      if (i.kind != kind || i.state != lifecycle::active) continue;
       if (!use_avoided && std::find(avoid.begin(), avoid.end(), i.id) != avoid.end()) continue;
+      pool.push_back(&i);
       const double load =
           kind == role::prefill ? i.active_tokens + 0.3 * i.active_kv_cache : i.active_tokens;
-      // Strictly lower only, so equal loads go to the instance added first.
-      if (best == nullptr || load < best_load) {
-        best = &i;
-        best_load = load;
+      candidates.push_back({i.address_hash, load, i.inflight, i.last_pick, i.index.get()});
+    }
+    if (!pool.empty() || avoid.empty()) break;
+  }
+}
+
+std::optional<std::pair<std::uint64_t, route_choice>> balancer::choose(
+    role kind, double score, const std::vector<std::uint64_t>& avoid, const route_request& req,
+    std::optional<std::uint64_t> back_to, request_lease::prefix_ticket* ticket) {
+  std::lock_guard lock(mutex_);
+  const route_policy policy = policy_of(kind);
+  std::vector<instance*> pool;
+  std::vector<route_candidate> candidates;
+  collect_candidates(kind, avoid, pool, candidates);
+  if (pool.empty()) return std::nullopt;
+
+  auto slot_of = [&](std::optional<std::uint64_t> id) -> std::optional<std::size_t> {
+    if (!id) return std::nullopt;
+    for (std::size_t k = 0; k < pool.size(); ++k) {
+      if (pool[k]->id == *id) return k;
+    }
+    return std::nullopt;
+  };
+  auto& pins = sessions_[role_index(kind)];
+  std::optional<std::size_t> session;
+  if (policy == route_policy::cache_aware && !req.session_key.empty()) {
+    session = slot_of(pins.find(req.session_key));
+  }
+  auto d =
+      route_selector::decide(policy, opts_.routing, candidates, req, slot_of(back_to), session);
+  instance& best = *pool[d.pick];
+  if (d.reason == route_reason::hash) {
+    // The key's first instance may be one that cannot be chosen now (ejected, or failed this
+    // request): then its keys spilled, which the selector, seeing only candidates, cannot tell.
+    const auto w = rendezvous_hash::weight(req.routing_key, best.address_hash);
+    for (const auto& i : instances_) {
+      if (i.kind == kind && is_serving_member(i.state) && i.id != best.id &&
+          rendezvous_hash::weight(req.routing_key, i.address_hash) > w) {
+        d.reason = route_reason::hash_spill;
+        break;
       }
     }
-    if (best != nullptr || avoid.empty()) break;
   }
-  if (best == nullptr) return std::nullopt;
+
   if (kind == role::prefill) {
-    best->active_kv_cache += score;
+    best.active_kv_cache += score;
   } else {
-    best->active_tokens += score;
+    best.active_tokens += score;
   }
-  ++best->inflight;
-  return std::pair{best->id, best->address};
+  ++best.inflight;
+  ++best.picks;
+  best.last_pick = next_pick_++;
+  count(kind, d.reason);
+
+  route_choice choice;
+  choice.address = best.address;
+  choice.reason = d.reason;
+  if (best.index && !req.blocks.empty()) {
+    const auto predicted = d.match.blocks;
+    choice.predicted_bytes = predicted == 0 ? 0 : protocol::prefix_blocks::end(predicted - 1);
+    choice.predicted_tokens =
+        static_cast<std::size_t>(static_cast<double>(choice.predicted_bytes) / bytes_per_token_);
+    if (ticket != nullptr) {
+      ticket->instance = best.id;
+      ticket->blocks.assign(req.blocks.begin(), req.blocks.end());
+      ticket->prompt_bytes = req.prompt_bytes;
+      ticket->matched = d.match.blocks;
+      ticket->confirmed = d.match.confirmed;
+      best.index->sequences(req.blocks, d.match.confirmed, ticket->sequences);
+    }
+    // Predicted from now on: the next turn of this conversation, even one that arrives while
+    // this prefill still runs, follows it here instead of scattering.
+    best.index->record(req.blocks);
+  } else if (ticket != nullptr) {
+    *ticket = {};
+  }
+  if (policy == route_policy::cache_aware && !req.session_key.empty()) {
+    pins.pin(req.session_key, best.id, opts_.routing.cache_max_entries);
+  }
+  return std::pair{best.id, std::move(choice)};
+}
+
+void balancer::usage(std::uint64_t id, const request_lease::prefix_ticket* ticket,
+                     std::int64_t prompt_tokens, std::int64_t cached_tokens) {
+  if (prompt_tokens <= 0 || cached_tokens < 0) return;  // not a usage to learn from
+  std::lock_guard lock(mutex_);
+  if (ticket != nullptr && ticket->prompt_bytes > 0) {
+    // A slow average: one odd answer (a template that adds many tokens) moves it a little.
+    const double ratio =
+        static_cast<double>(ticket->prompt_bytes) / static_cast<double>(prompt_tokens);
+    bytes_per_token_ = 0.9 * bytes_per_token_ + 0.1 * ratio;
+  }
+  instance* i = find(id);
+  if (i == nullptr) return;
+  i->prompt_tokens += static_cast<std::uint64_t>(prompt_tokens);
+  i->cached_tokens += static_cast<std::uint64_t>(std::min(cached_tokens, prompt_tokens));
+  // An instance out of rotation had its entries dropped; an answer still in flight does not
+  // bring them back.
+  if (ticket == nullptr || !i->index || i->state != lifecycle::active) return;
+  if (i->index->settle(ticket->blocks, ticket->confirmed, ticket->sequences,
+                       static_cast<double>(cached_tokens) * bytes_per_token_)) {
+    ++i->mispredictions;
+  }
 }
 
 void balancer::release(std::uint64_t id, double tokens, double kv_cache) {
   std::lock_guard lock(mutex_);
-  auto it = std::find_if(instances_.begin(), instances_.end(),
-                         [id](const instance& i) { return i.id == id; });
+  instance* i = find(id);
   // Removed since it was chosen: its load went with it.
-  if (it == instances_.end()) return;
-  it->active_tokens -= tokens;
-  it->active_kv_cache -= kv_cache;
-  if (it->inflight > 0) --it->inflight;
-  if (it->inflight == 0) {
+  if (i == nullptr) return;
+  i->active_tokens -= tokens;
+  i->active_kv_cache -= kv_cache;
+  if (i->inflight > 0) --i->inflight;
+  if (i->inflight == 0) {
     // Adding and subtracting fractional prefill scores in a different order leaves float residue;
     // an idle instance must read exactly 0 or it loses every later tie.
-    it->active_tokens = 0;
-    it->active_kv_cache = 0;
+    i->active_tokens = 0;
+    i->active_kv_cache = 0;
   } else {
-    it->active_tokens = std::max(0.0, it->active_tokens);
-    it->active_kv_cache = std::max(0.0, it->active_kv_cache);
+    i->active_tokens = std::max(0.0, i->active_tokens);
+    i->active_kv_cache = std::max(0.0, i->active_kv_cache);
   }
 }
 
 void balancer::succeeded(std::uint64_t id) {
   std::lock_guard lock(mutex_);
-  auto it = std::find_if(instances_.begin(), instances_.end(),
-                         [id](const instance& i) { return i.id == id; });
+  instance* i = find(id);
   // Only a probe brings an ejected instance back: one lucky request in flight proves little.
-  if (it == instances_.end() || it->ejected) return;
-  it->consecutive_failures = 0;
+  if (i == nullptr || i->state != lifecycle::active) return;
+  i->consecutive_failures = 0;
 }
 
-void balancer::failed(std::uint64_t id) {
+void balancer::failed(std::uint64_t id, bool instance_fault,
+                      const request_lease::prefix_ticket* ticket) {
   const auto now = now_();
   std::lock_guard lock(mutex_);
-  auto it = std::find_if(instances_.begin(), instances_.end(),
-                         [id](const instance& i) { return i.id == id; });
-  // Requests that were in flight when it was ejected fail too; they must not lengthen the ejection.
-  if (it == instances_.end() || it->ejected || it->isolated) return;
-  ++it->consecutive_failures;
-  if (opts_.eject_after > 0 && it->consecutive_failures >= opts_.eject_after) {
-    eject(*it, now, false);
+  instance* i = find(id);
+  if (i == nullptr) return;
+  if (ticket != nullptr && i->index) {
+    // The blocks this request added were never computed there.
+    i->index->erase_unconfirmed(ticket->blocks, ticket->matched);
   }
+  // Requests that were in flight when it was ejected fail too; they must not lengthen the ejection.
+  if (!instance_fault || i->state != lifecycle::active) return;
+  ++i->consecutive_failures;
+  if (opts_.eject_after > 0 && i->consecutive_failures >= opts_.eject_after) eject(*i, now, false);
 }
 
-void balancer::eject(instance& i, std::chrono::steady_clock::time_point now, bool after_probe) {
-  // A failed probe continues the run of ejections; an instance that then stayed in rotation for
-  // as long as its last ejection has proven itself, and starts over at the base time.
-  if (!after_probe && i.ejection_level > 0 && now - i.back_since >= i.last_ejection) {
-    i.ejection_level = 0;
-  }
-  ++i.ejection_level;
-  i.last_ejection = ejection_time(i.ejection_level, opts_.eject_base, opts_.eject_max);
-  i.ejected = true;
-  i.probing = false;
-  i.ejected_until = now + i.last_ejection;
-  ++i.ejections_total;
+void balancer::eject(instance& i, time_point now, bool after_probe) {
+  const auto next = transition::eject(i.state);
+  if (!next) return;
+  i.state = *next;
+  const auto d = i.backoff.eject(now, after_probe, opts_.eject_base, opts_.eject_max);
+  i.next_probe = now + d;
+  // Whatever it had cached is not to be trusted when it comes back (it may have restarted).
+  if (i.index) i.index->clear();
   if (ejections_.size() < max_kept_ejections) {
-    ejections_.push_back({i.kind, i.address, i.last_ejection, after_probe});
+    ejections_.push_back({i.kind, i.address, d, after_probe});
   }
 }
 
 void balancer::end_request() {
   std::lock_guard lock(mutex_);
   if (request_num_ > 0) --request_num_;
-  if (request_num_ == 0) std::erase_if(instances_, [](const instance& i) { return i.isolated; });
-}
-
-std::vector<backend_address> balancer::add_pending(role kind,
-                                                   const std::vector<backend_address>& addrs) {
-  const auto now = now_();
-  std::lock_guard lock(mutex_);
-  std::vector<backend_address> queued;
-  for (const auto& a : addrs) {
-    // An isolated instance is on its way out, so adding its address back is a fresh instance.
-    const bool active = std::any_of(instances_.begin(), instances_.end(), [&](const instance& i) {
-      return i.kind == kind && !i.isolated && i.address.same_as(a);
-    });
-    const bool waiting = std::any_of(
-        pending_.begin(), pending_.end(),
-        [&](const pending_instance& p) { return p.kind == kind && p.address.same_as(a); });
-    if (active || waiting) continue;
-    pending_.push_back({next_id_++, kind, a, 0, now, false});
-    queued.push_back(a);
+  if (request_num_ == 0) {
+    std::erase_if(instances_, [](const instance& i) { return i.state == lifecycle::isolated; });
   }
-  return queued;
-}
-
-std::vector<backend_address> balancer::pending(role kind) const {
-  std::lock_guard lock(mutex_);
-  std::vector<backend_address> out;
-  for (const auto& p : pending_) {
-    if (p.kind == kind) out.push_back(p.address);
-  }
-  return out;
-}
-
-std::vector<probe_task> balancer::due_probes() {
-  const auto now = now_();
-  std::lock_guard lock(mutex_);
-  std::vector<probe_task> out;
-  for (auto& p : pending_) {
-    if (p.probing || p.due > now) continue;
-    p.probing = true;
-    out.push_back({p.id, p.kind, p.address, false});
-  }
-  for (auto& i : instances_) {
-    // An instance on its way out needs no probe.
-    if (!i.ejected || i.probing || i.isolated || i.ejected_until > now) continue;
-    i.probing = true;
-    out.push_back({i.id, i.kind, i.address, true});
-  }
-  return out;
-}
-
-void balancer::probe_result(std::uint64_t pending_id, bool ok) {
-  const auto now = now_();
-  std::lock_guard lock(mutex_);
-  auto it = std::find_if(pending_.begin(), pending_.end(),
-                         [pending_id](const pending_instance& p) { return p.id == pending_id; });
-  if (it == pending_.end()) {
-    // Ids are shared by pending and active instances and never reused, so this is an ejected
-    // instance's probe, or one for an instance that is gone.
-    auto e = std::find_if(instances_.begin(), instances_.end(),
-                          [pending_id](const instance& i) { return i.id == pending_id; });
-    if (e == instances_.end() || !e->ejected || !e->probing) return;
-    e->probing = false;
-    if (e->isolated) return;  // removed meanwhile: it goes when its requests end
-    if (ok) {
-      e->ejected = false;
-      e->consecutive_failures = 0;
-      e->back_since = now;
-    } else {
-      ++e->consecutive_failures;
-      eject(*e, now, true);
-    }
-    return;
-  }
-  if (ok) {
-    // Appended last, so it loses ties to every instance that was already serving.
-    instances_.push_back({it->id, it->kind, std::move(it->address)});
-    pending_.erase(it);
-    return;
-  }
-  if (++it->failures >= opts_.max_waiting_retries) {
-    pending_.erase(it);
-    return;
-  }
-  it->due = now + opts_.waiting_retry_interval;
-  it->probing = false;
-}
-
-std::optional<std::chrono::steady_clock::time_point> balancer::next_probe_time() const {
-  std::lock_guard lock(mutex_);
-  std::optional<std::chrono::steady_clock::time_point> next;
-  for (const auto& p : pending_) {
-    if (p.probing) continue;
-    if (!next || p.due < *next) next = p.due;
-  }
-  for (const auto& i : instances_) {
-    if (!i.ejected || i.probing || i.isolated) continue;
-    if (!next || i.ejected_until < *next) next = i.ejected_until;
-  }
-  return next;
-}
-
-balancer::remove_result balancer::remove(role kind, const std::vector<backend_address>& addrs) {
-  std::lock_guard lock(mutex_);
-  remove_result result;
-  for (auto& i : instances_) {
-    if (i.kind != kind || i.isolated) continue;
-    const bool match = std::any_of(addrs.begin(), addrs.end(),
-                                   [&](const backend_address& a) { return i.address.same_as(a); });
-    if (!match) continue;
-    i.isolated = true;
-    result.removed.push_back(i.address);
-  }
-  // Erasing an instance a lease still holds would be safe (its release finds nothing), but the
-  // reference answers "isolated" while requests are in flight, and keeping the instance keeps the
-  // load those requests still carry visible in /metrics until they drain.
-  result.isolated = request_num_ > 0 && !result.removed.empty();
-  if (request_num_ == 0) std::erase_if(instances_, [](const instance& i) { return i.isolated; });
-  return result;
 }
 
 }  // namespace glm::balancer

@@ -1,14 +1,25 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "balancer/backend_address.hpp"
+#include "balancer/ejection_backoff.hpp"
+#include "balancer/lifecycle.hpp"
+#include "balancer/prefix_index.hpp"
 #include "balancer/request_lease.hpp"
+#include "balancer/route_policy.hpp"
+#include "balancer/route_selector.hpp"
+#include "balancer/session_pins.hpp"
 
 namespace glm::balancer {
 
@@ -28,6 +39,22 @@ struct instance_snapshot {
   int consecutive_failures = 0;       // failures since its last success (reset when it comes back)
   std::uint64_t ejections_total = 0;  // every ejection, re-ejections after failed probes included
   double eject_seconds_left = 0;      // until its probe is due; 0 when not ejected or already due
+  lifecycle state = lifecycle::active;  // the one value the three flags above are derived from
+  std::uint64_t picks = 0;              // times chosen
+  // cache_aware only (0 otherwise): the prefix index and how the prefill answers bore it out.
+  std::size_t prefix_entries = 0;
+  std::uint64_t mispredictions = 0;  // answers that showed less cached than confirmed entries said
+  std::uint64_t prompt_tokens = 0;   // sums of the usage reported through prefill_usage(), every
+                                     // policy: the real prefix-cache hit ratio
+  std::uint64_t cached_tokens = 0;
+};
+
+// One label set of glm_proxy_route_decisions_total.
+struct route_decision_count {
+  role kind = role::prefill;
+  route_policy policy = route_policy::least_loaded;
+  route_reason reason = route_reason::least_loaded;
+  std::uint64_t count = 0;
 };
 
 // An instance due for a GET /v1/models probe: a pending one (added through /instances/add) or an
@@ -58,13 +85,23 @@ struct balancer_options {
   int eject_after = 3;
   std::chrono::milliseconds eject_base{5'000};
   std::chrono::milliseconds eject_max{300'000};
+  // Policies and their thresholds (route_policy.hpp); check them with validate() first.
+  route_options routing;
 };
 
-// The reference proxy's least-loaded scheduler, shared by every worker thread.
+// The scheduler shared by every worker thread: membership, ejection, probes, and the choice of
+// an instance per role by that role's route_policy (route_selector.hpp has the decisions).
 //
-// Scores use the byte length L of the client's body. A prefiller is chosen by the lowest
-// active_tokens + 0.3 * active_kv_cache and charged prefill_score(L) on active_kv_cache; a decoder
-// by the lowest active_tokens and charged decode_score(L). Ties go to the instance added first.
+// Loads use the byte length L of the client's body, as the reference does. A prefiller is charged
+// prefill_score(L) on active_kv_cache and its least_loaded score is active_tokens + 0.3 *
+// active_kv_cache; a decoder is charged decode_score(L) and scored by active_tokens. Every policy
+// breaks ties toward the instance picked least recently, so idle instances share sequential
+// traffic evenly.
+//
+// cache_aware keeps a prefix_index per instance of that role (bounded by cache_max_entries): what
+// each prefiller is predicted to have cached, fed by the choices and checked against the usage the
+// prefill answers report (request_lease::prefill_usage). Removal, ejection and
+// reset_prefix_cache() drop an instance's entries.
 //
 // Outlier ejection. A request's outcome on an instance is reported through its lease: a success
 // resets the instance's consecutive failures, an instance fault adds one. eject_after of them in a
@@ -102,6 +139,17 @@ class balancer {
   std::size_t active_count(role kind) const;
   std::vector<instance_snapshot> instances() const;  // active and isolated, in the order added
 
+  // Every label set of glm_proxy_route_decisions_total for the configured policies, zeros
+  // included (a dashboard sees 0 rather than no data).
+  std::vector<route_decision_count> route_decisions() const;
+  const route_options& routing() const { return opts_.routing; }
+  // Learned from prefill answers (prompt bytes / prompt_tokens); 4 until the first answer.
+  double bytes_per_token() const;
+
+  // POST /reset_prefix_cache: forget what the instances of `kind` (only `which`, when given)
+  // are predicted to have cached.
+  void reset_prefix_cache(role kind, const std::optional<backend_address>& which = std::nullopt);
+
   // For a 503's Retry-After when no instance of `kind` can be chosen: whole seconds, rounded up,
   // until the earliest ejected instance of `kind` is due for its probe; at least 1 (also when none
   // is ejected).
@@ -135,52 +183,68 @@ class balancer {
  private:
   friend class request_lease;
 
+  using time_point = std::chrono::steady_clock::time_point;
+
   // Defined here rather than in balancer.cpp: the implicit destructor of the vectors below is
   // instantiated in every translation unit that destroys a balancer, which needs complete types.
+  // Pending instances live here too (state pending), so one id space and one list cover every
+  // instance; they are left out of instances() and of every choice.
   struct instance {
     std::uint64_t id = 0;
     role kind = role::prefill;
     backend_address address;
+    std::uint64_t address_hash = 0;  // for rendezvous hashing
+    lifecycle state = lifecycle::active;
     double active_tokens = 0;
     double active_kv_cache = 0;
     std::uint64_t inflight = 0;
-    bool isolated = false;
-    int consecutive_failures = 0;
-    int ejection_level = 0;  // k of its last ejection, the exponent of the next one
-    bool ejected = false;
-    bool probing = false;  // ejected, and its probe is under way
-    std::chrono::steady_clock::time_point ejected_until{};
-    std::chrono::steady_clock::time_point back_since{};  // when its last ejection ended
-    std::chrono::milliseconds last_ejection{0};
-    std::uint64_t ejections_total = 0;
+    int consecutive_failures = 0;  // active: request failures in a row; pending: failed probes
+    ejection_backoff backoff;
+    // pending: when its next probe is due; ejected: when its ejection ends. time_point::max()
+    // while a pending instance's probe is under way (it is not due again until the result).
+    time_point next_probe{};
+    std::uint64_t last_pick = 0;
+    std::uint64_t picks = 0;
+    std::unique_ptr<prefix_index> index;  // cache_aware roles only
+    std::uint64_t mispredictions = 0;
+    std::uint64_t prompt_tokens = 0;
+    std::uint64_t cached_tokens = 0;
   };
-  struct pending_instance {
-    std::uint64_t id = 0;
-    role kind = role::prefill;
-    backend_address address;
-    int failures = 0;
-    std::chrono::steady_clock::time_point due;
-    bool probing = false;  // a probe is outstanding: not due again until its result is in
-  };
+  instance make_instance(role kind, const backend_address& a, lifecycle state);
+  instance* find(std::uint64_t id);
+  route_policy policy_of(role kind) const;
 
-  // The least-loaded instance of `kind`, preferring those not in `avoid` (instances that already
-  // failed this request); one in `avoid` is chosen only when no other can be.
-  std::optional<std::pair<std::uint64_t, backend_address>> choose(
-      role kind, double score, const std::vector<std::uint64_t>& avoid);
+  // Chooses an instance of `kind` by its policy, preferring those not in `avoid` (instances that
+  // already failed this request); one in `avoid` is chosen only when no other can be. `back_to`
+  // is the prefiller of a recompute. Fills `ticket` for a cache_aware prefill choice.
+  // The active instances of `kind`, those not in `avoid` when there are any.
+  void collect_candidates(role kind, const std::vector<std::uint64_t>& avoid,
+                          std::vector<instance*>& pool, std::vector<route_candidate>& candidates);
+  std::optional<std::pair<std::uint64_t, route_choice>> choose(
+      role kind, double score, const std::vector<std::uint64_t>& avoid, const route_request& req,
+      std::optional<std::uint64_t> back_to, request_lease::prefix_ticket* ticket);
   void release(std::uint64_t id, double tokens, double kv_cache);
   void end_request();
   // A request's outcome on instance `id`, for ejection; only instance faults are reported.
   void succeeded(std::uint64_t id);
-  void failed(std::uint64_t id);
+  void failed(std::uint64_t id, bool instance_fault, const request_lease::prefix_ticket* ticket);
+  // A prefill answer's usage on instance `id`; `ticket` (may be null) is what cache_aware
+  // predicted there.
+  void usage(std::uint64_t id, const request_lease::prefix_ticket* ticket,
+             std::int64_t prompt_tokens, std::int64_t cached_tokens);
   // Takes `i` out of rotation for its next ejection time. Called with mutex_ held.
-  void eject(instance& i, std::chrono::steady_clock::time_point now, bool after_probe);
+  void eject(instance& i, time_point now, bool after_probe);
+  void count(role kind, route_reason reason);
 
   mutable std::mutex mutex_;
   options opts_;
   clock now_;
-  std::vector<instance> instances_;  // guarded by mutex_
-  std::vector<pending_instance> pending_;
+  std::vector<instance> instances_;  // guarded by mutex_, like everything below
   std::uint64_t next_id_ = 1;
+  std::uint64_t next_pick_ = 1;  // orders picks for the least-recently-picked tie break
+  double bytes_per_token_ = 4.0;
+  std::array<session_pins, 2> sessions_;                           // by role
+  std::array<std::uint64_t, 2 * route_reason_count> decisions_{};  // by role, reason
   std::size_t request_num_ = 0;
   std::vector<ejection_event> ejections_;  // not yet taken
 };

@@ -89,14 +89,15 @@ TEST_CASE("concurrent requests on idle backends spread over every instance", "[b
 
   leases.push_back(b.begin_request(1000));
   CHECK(leases.back().choose_decoder() == addr("d:4"));
-  // Every prefiller now carries one equal score: the tie goes back to the first.
+  // Every prefiller now carries one equal score: the tie goes to the one picked longest ago.
   CHECK(leases.back().choose_prefiller() == addr("p:1"));
   for (const auto& s : b.instances()) CHECK(s.inflight == (s.address == addr("p:1") ? 2u : 1u));
   leases.clear();
   require_idle(b);
 }
 
-TEST_CASE("ties go to the instance added first", "[balancer]") {
+TEST_CASE("ties go to the least recently picked, never-picked ones in the order added",
+          "[balancer]") {
   std::chrono::steady_clock::time_point now{};
   // Deliberately not in sorted order: "first" means first added, not smallest address.
   balancer b(addrs({"p:9", "p:1"}), addrs({"d:9", "d:1"}), {}, [&now] { return now; });
@@ -113,12 +114,13 @@ TEST_CASE("ties go to the instance added first", "[balancer]") {
 
   std::vector<request_lease> leases;
   for (int i = 0; i < 3; ++i) leases.push_back(b.begin_request(10));
-  CHECK(leases[0].choose_decoder() == addr("d:9"));
-  CHECK(leases[1].choose_decoder() == addr("d:1"));
-  CHECK(leases[2].choose_decoder() == addr("d:5"));
+  CHECK(leases[0].choose_decoder() == addr("d:1"));  // never picked, added before d:5
+  CHECK(leases[1].choose_decoder() == addr("d:5"));  // never picked
+  CHECK(leases[2].choose_decoder() == addr("d:9"));  // the only idle one
   leases.clear();
+  // All idle again: d:1 was picked longest ago.
   auto again = b.begin_request(10);
-  CHECK(again.choose_decoder() == addr("d:9"));
+  CHECK(again.choose_decoder() == addr("d:1"));
 }
 
 TEST_CASE("the least-loaded instance wins with unequal body sizes", "[balancer]") {
@@ -177,8 +179,11 @@ TEST_CASE("releasing the prefill score on the first decode byte changes the next
     // The decode load stays until the request ends.
     CHECK(snapshot_of(b, role::decode, "d:1").active_tokens == 5000.0);
     CHECK(b.request_num() == 1);
+    // Both idle: a tie (which p:2 wins, picked less recently), not a choice by load.
     auto second = b.begin_request(5000);
-    CHECK(second.choose_prefiller() == addr("p:1"));
+    auto choice = second.choose_prefiller(glm::balancer::route_request{});
+    REQUIRE(choice);
+    CHECK(choice->reason == glm::balancer::route_reason::tie_lru);
   }
 }
 
@@ -277,21 +282,27 @@ TEST_CASE("releases are idempotent and never touch another lease's load", "[bala
 TEST_CASE("choosing again releases the previous choice first", "[balancer]") {
   balancer b(addrs({"p:1", "p:2"}), addrs({"d:1", "d:2"}));
   auto lease = b.begin_request(800);
+  std::string p, d;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    CHECK(lease.choose_prefiller() == addr("p:1"));
-    CHECK(lease.choose_decoder() == addr("d:1"));
+    // Released first, the previous choice is idle again and ties rotate: only the last choice
+    // may carry the charge.
+    p = lease.choose_prefiller()->to_string();
+    d = lease.choose_decoder()->to_string();
+    CHECK(snapshot_of(b, role::prefill, p.c_str()).active_kv_cache == balancer::prefill_score(800));
+    CHECK(snapshot_of(b, role::prefill, p.c_str()).inflight == 1);
+    CHECK(snapshot_of(b, role::decode, d.c_str()).active_tokens == 800.0);
+    CHECK(snapshot_of(b, role::decode, d.c_str()).inflight == 1);
+    CHECK(snapshot_of(b, role::prefill, p == "p:1" ? "p:2" : "p:1").inflight == 0);
+    CHECK(snapshot_of(b, role::decode, d == "d:1" ? "d:2" : "d:1").inflight == 0);
   }
-  CHECK(snapshot_of(b, role::prefill, "p:1").active_kv_cache == balancer::prefill_score(800));
-  CHECK(snapshot_of(b, role::prefill, "p:1").inflight == 1);
-  CHECK(snapshot_of(b, role::decode, "d:1").active_tokens == 800.0);
-  CHECK(snapshot_of(b, role::decode, "d:1").inflight == 1);
-  CHECK(snapshot_of(b, role::prefill, "p:2").inflight == 0);
   CHECK(b.request_num() == 1);
 
-  // A recompute after the prefill was released on the first byte.
+  // A recompute after the prefill was released on the first byte goes back to that prefiller.
   lease.release_prefill();
-  CHECK(lease.choose_prefiller() == addr("p:1"));
-  CHECK(snapshot_of(b, role::prefill, "p:1").inflight == 1);
+  glm::balancer::route_request recompute;
+  recompute.recompute = true;
+  CHECK(lease.choose_prefiller(recompute)->address.to_string() == p);
+  CHECK(snapshot_of(b, role::prefill, p.c_str()).inflight == 1);
   lease.reset();
   require_idle(b);
 }
@@ -308,8 +319,8 @@ TEST_CASE("a failed prefiller is avoided by the next choice of the same lease", 
     CHECK(snapshot_of(b, role::prefill, "p:1").inflight == 0);
     CHECK(snapshot_of(b, role::prefill, "p:1").active_kv_cache == 0.0);
     CHECK(snapshot_of(b, role::prefill, "p:2").inflight == 1);
-    // Still avoided on a later choice, not only the next one.
-    CHECK(lease.choose_prefiller() == addr("p:2"));
+    // Still avoided on a later choice, not only the next one (the tie goes to p:3 now).
+    CHECK(lease.choose_prefiller() == addr("p:3"));
     lease.reset();
     require_idle(b);
   }
@@ -348,7 +359,8 @@ TEST_CASE("a failed prefiller is avoided by the next choice of the same lease", 
     CHECK(lease.choose_prefiller() == addr("p:1"));
     auto other = b.begin_request(500);
     REQUIRE(other.choose_prefiller() == addr("p:2"));
-    CHECK(lease.choose_prefiller() == addr("p:1"));  // p:1 released first: idle again, first
+    // p:1 released first: p:1 and p:3 idle, and p:3 was picked less recently.
+    CHECK(lease.choose_prefiller() == addr("p:3"));
     other.reset();
     lease.reset();
     require_idle(b);
@@ -360,10 +372,10 @@ TEST_CASE("a failed prefiller is avoided by the next choice of the same lease", 
     lease.prefill_failed();
     REQUIRE(lease.choose_prefiller() == addr("p:2"));
     auto other = b.begin_request(500);
-    CHECK(other.choose_prefiller() == addr("p:1"));
+    CHECK(other.choose_prefiller() == addr("p:3"));  // idle, never picked
     other.reset();
     auto later = b.begin_request(500);
-    CHECK(later.choose_prefiller() == addr("p:1"));
+    CHECK(later.choose_prefiller() == addr("p:1"));  // idle, picked longest ago: not avoided
     later.reset();
     lease.reset();
     require_idle(b);
@@ -419,7 +431,7 @@ TEST_CASE("a failed decoder is avoided by the next choice of the same lease", "[
     CHECK(snapshot_of(b, role::decode, "d:1").inflight == 0);
     CHECK(snapshot_of(b, role::decode, "d:1").active_tokens == 0.0);
     CHECK(snapshot_of(b, role::decode, "d:2").active_tokens == 500.0);
-    CHECK(lease.choose_decoder() == addr("d:2"));
+    CHECK(lease.choose_decoder() == addr("d:3"));  // still avoided; the tie rotates
     lease.reset();
     require_idle(b);
   }
@@ -464,7 +476,10 @@ TEST_CASE("a failed decoder is avoided by the next choice of the same lease", "[
     lease.decode_failed();
     REQUIRE(lease.choose_decoder() == addr("d:2"));
     auto other = b.begin_request(500);
-    CHECK(other.choose_decoder() == addr("d:1"));
+    CHECK(other.choose_decoder() == addr("d:3"));  // idle, never picked
+    auto later = b.begin_request(500);
+    CHECK(later.choose_decoder() == addr("d:1"));  // not avoided by other leases
+    later.reset();
     other.reset();
     lease.reset();
     require_idle(b);
@@ -501,9 +516,11 @@ TEST_CASE("failing with nothing held avoids nothing", "[balancer]") {
   lease.decode_failed();
   CHECK(lease.choose_prefiller() == addr("p:1"));
   CHECK(lease.choose_decoder() == addr("d:1"));
-  // Released on the first decode byte: a later failure report has no prefiller to blame.
+  // Released on the first decode byte: a later failure report has no prefiller to blame, so
+  // both stay candidates (the tie goes to p:2, picked less recently).
   lease.release_prefill();
   lease.prefill_failed();
+  CHECK(lease.choose_prefiller() == addr("p:2"));
   CHECK(lease.choose_prefiller() == addr("p:1"));
   lease.reset();
   require_idle(b);
@@ -525,8 +542,9 @@ TEST_CASE("a lease move-assigned over one with failures does not inherit them", 
   auto lease = b.begin_request(500);
   REQUIRE(lease.choose_decoder() == addr("d:1"));
   lease.decode_failed();
-  lease = b.begin_request(500);  // a new request in the same variable
-  CHECK(lease.choose_decoder() == addr("d:1"));
+  lease = b.begin_request(500);                  // a new request in the same variable
+  CHECK(lease.choose_decoder() == addr("d:2"));  // the tie: d:2 was picked less recently
+  CHECK(lease.choose_decoder() == addr("d:1"));  // d:1 is not avoided
 }
 
 TEST_CASE("no instance to choose gives nullopt", "[balancer]") {
