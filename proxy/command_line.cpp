@@ -248,6 +248,54 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
   app.add_option("--eject-seconds", out.eject_seconds,
                  "First ejection's length in seconds; it doubles with each further ejection")
       ->check(number_in(0, max_seconds, true));
+  std::string prefill_policy = "least_loaded", decode_policy = "least_loaded";
+  const std::vector<std::string> policies{"least_loaded", "round_robin", "consistent_hash",
+                                          "cache_aware"};
+  app.add_option("--prefill-policy", prefill_policy,
+                 "How a prefiller is chosen: least_loaded, round_robin, consistent_hash or "
+                 "cache_aware")
+      ->transform(CLI::IsMember(policies));
+  app.add_option("--decode-policy", decode_policy,
+                 "How a decoder is chosen: least_loaded, round_robin, consistent_hash or "
+                 "cache_aware")
+      ->transform(CLI::IsMember(policies));
+  auto& r = out.routing;
+  app.add_option("--cache-threshold", r.cache_threshold,
+                 "cache_aware: share of the prompt a predicted prefix match must cover to count")
+      ->check(number_in(0, 1));
+  app.add_option("--cache-balance-abs-threshold", r.cache_balance_abs_threshold,
+                 "cache_aware: affinity yields when a candidate has this many requests more than "
+                 "the mean (and --cache-balance-rel-threshold times it)")
+      ->check(number_in(0, 1e6));
+  app.add_option("--cache-balance-rel-threshold", r.cache_balance_rel_threshold,
+                 "cache_aware: affinity yields when a candidate has this many times the mean "
+                 "(and --cache-balance-abs-threshold more)")
+      ->check(number_in(1, 1e6));
+  app.add_option("--cache-max-entries", r.cache_max_entries,
+                 "cache_aware: prefix blocks remembered per instance (LRU)")
+      ->check(number_in(1, 1e8));
+  app.add_option("--hash-balance-factor", r.hash_balance_factor,
+                 "consistent_hash: a key's instance takes it while its load is under "
+                 "ceil((1 + this) * mean)")
+      ->check(number_in(0, 100));
+  app.add_option("--scrape-interval", out.scrape_interval,
+                 "Seconds between reads of each backend's vLLM /metrics (0: off)")
+      ->check(number_in(0, 3600));
+  app.add_option("--kv-high", out.kv_high,
+                 "KV-cache usage at or above which an instance gets no new requests while another "
+                 "is below (needs --scrape-interval)")
+      ->check(number_in(0, 1, true));
+  app.add_option("--max-metrics-bytes", out.max_metrics_bytes,
+                 "Largest backend /metrics body read; past it the scrape is an error")
+      ->check(number_in(1024, 1e9));
+  app.add_option("--max-prefill-answer-bytes", out.max_prefill_answer_bytes,
+                 "Largest prefill answer buffered; past it the attempt fails with 502 and is "
+                 "retried elsewhere")
+      ->check(number_in(1024, 1e12));
+  app.add_option("--prefill-fallback", out.prefill_fallback,
+                 "off, or decode: with no prefiller to serve, or a failed prefill (5xx, timeout, "
+                 "connection), the decoder prefills the request itself")
+      ->transform(CLI::IsMember({"off", "decode"}));
   app.add_option("--api-key", out.api_key,
                  "Bearer token clients must send to the completion endpoints (also "
                  "GLM_PROXY_API_KEY)")
@@ -309,6 +357,12 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
       return 2;
     }
   }
+  out.routing.prefill_policy = *balancer::parse_route_policy(prefill_policy);
+  out.routing.decode_policy = *balancer::parse_route_policy(decode_policy);
+  if (auto err = balancer::validate(out.routing)) {
+    errors << "glm-proxy: error: " << *err << "\n";
+    return 2;
+  }
   if (const char* key = std::getenv("OPENAI_API_KEY"); key != nullptr && *key != '\0') {
     out.backend_api_key = key;
   }
@@ -351,6 +405,17 @@ std::string effective_configuration(const config& c) {
     << " log_format=" << c.log_format << " max_connections=" << c.max_connections
     << " max_inflight=" << c.max_inflight << " queue_timeout=" << c.queue_timeout
     << " eject_after=" << c.eject_after << " eject_seconds=" << c.eject_seconds
+    << " prefill_policy=" << balancer::to_string(c.routing.prefill_policy)
+    << " decode_policy=" << balancer::to_string(c.routing.decode_policy)
+    << " cache_threshold=" << c.routing.cache_threshold
+    << " cache_balance_abs_threshold=" << c.routing.cache_balance_abs_threshold
+    << " cache_balance_rel_threshold=" << c.routing.cache_balance_rel_threshold
+    << " cache_max_entries=" << c.routing.cache_max_entries
+    << " hash_balance_factor=" << c.routing.hash_balance_factor
+    << " scrape_interval=" << c.scrape_interval << " kv_high=" << c.kv_high
+    << " max_metrics_bytes=" << c.max_metrics_bytes
+    << " max_prefill_answer_bytes=" << c.max_prefill_answer_bytes
+    << " prefill_fallback=" << c.prefill_fallback
     << " reuse_port=" << (c.reuse_port ? "true" : "false")
     << " config=" << (c.config_file.empty() ? "-" : c.config_file)
     << " api_key=" << (c.api_key.empty() ? "unset" : "set")

@@ -24,6 +24,7 @@ balancer::balancer::options balancer_options(const config& cfg) {
       std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.waiting_retry_interval));
   o.eject_after = cfg.eject_after;
   o.eject_base = std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.eject_seconds));
+  o.routing = cfg.routing;
   return o;
 }
 

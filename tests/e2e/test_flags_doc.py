@@ -66,8 +66,9 @@ class FlagsDocTests(unittest.TestCase):
                 continue
             with self.subTest(flag=flag):
                 want = documented[flag][0]
-                # A switch is "off" in the README and has no default in --help.
-                if want == "off":
+                # A switch is "off" in the README and has no default in --help; a choice whose
+                # value is "off" (--prefill-fallback) keeps it.
+                if want == "off" and default == "":
                     want = ""
                 self.assertEqual(default, want)
 
