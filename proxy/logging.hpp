@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "proxy/access_record.hpp"
+#include "proxy/core/access_record.hpp"
 
 namespace glm::proxy {
 
