@@ -192,7 +192,7 @@ bool response_rewriter::is_recomputed(std::string_view json) {
             return detail::skip_value(choice, 2, choice_end);
           }
           bool this_one = false;  // the choice's last "stop_reason" is "recomputed"
-          auto e = detail::for_each_field(
+          auto walked = detail::for_each_field(
               choice, 2, choice_end, [&](const detail::field_view& member, ondemand::value& v) {
                 const char* member_end = nullptr;
                 if (auto e = detail::skip_value(v, 3, member_end)) return e;
@@ -204,7 +204,7 @@ bool response_rewriter::is_recomputed(std::string_view json) {
                 return simdjson::SUCCESS;
               });
           recomputed |= this_one;
-          return e;
+          return walked;
         });
       });
   return status == detail::scan_status::ok && recomputed;
@@ -237,7 +237,7 @@ void response_rewriter::append_choice_text(std::string_view json, std::string& o
           first = false;
           bool index_zero = true;
           std::optional<std::string_view> choice_text, delta_content, message_content;
-          auto e = detail::for_each_field(
+          auto walked = detail::for_each_field(
               choice, 2, choice_end, [&](const detail::field_view& member, ondemand::value& v) {
                 const char* member_end = nullptr;
                 const bool delta = detail::key_is(member.key, "delta");
@@ -275,7 +275,7 @@ void response_rewriter::append_choice_text(std::string_view json, std::string& o
           if (index_zero) {
             text = choice_text ? choice_text : delta_content ? delta_content : message_content;
           }
-          return e;
+          return walked;
         });
       });
   if (status == detail::scan_status::ok && text) out.append(*text);

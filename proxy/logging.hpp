@@ -3,7 +3,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/access_record.hpp"
+#include "proxy/core/access_record.hpp"
 
 namespace glm::proxy {
 

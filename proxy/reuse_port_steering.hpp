@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstddef>
 
-#include "proxy/asio.hpp"
+#include "proxy/core/asio.hpp"
 
 namespace glm::proxy {
 

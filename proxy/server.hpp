@@ -5,13 +5,13 @@
 #include <vector>
 
 #include "balancer/balancer.hpp"
-#include "proxy/asio.hpp"
 #include "proxy/config.hpp"
+#include "proxy/core/asio.hpp"
+#include "proxy/core/inflight_gate.hpp"
 #include "proxy/config_reload.hpp"
-#include "proxy/connection_gate.hpp"
-#include "proxy/inflight_gate.hpp"
-#include "proxy/instance_prober.hpp"
-#include "proxy/proxy_context.hpp"
+#include "proxy/core/proxy_context.hpp"
+#include "proxy/front/connection_gate.hpp"
+#include "proxy/ops/instance_prober.hpp"
 
 namespace glm::proxy {
 

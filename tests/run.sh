@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# CI builds with every warning an error (-DGLM_WERROR=ON); .ci/run sets GLM_WERROR=ON too.
+werror=OFF
+if [[ "${CI:-}" == "true" || "${GLM_WERROR:-}" == "ON" ]]; then werror=ON; fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGLM_WERROR="${werror}"
 cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j2

@@ -82,6 +82,10 @@ class Closed:
     the connection by itself, within its --header-timeout (polled with a generous deadline)."""
 
 
+class HeadOk:
+    """A 200 answer to HEAD: the GET's status and headers, no body."""
+
+
 class Seq:
     """Several responses on one connection, in order (pipelining)."""
 
@@ -294,15 +298,23 @@ def cases():
             Err(405, allow="POST"))
     add("method GET /v1/chat/completions", http_request("GET", CHAT), Err(405, allow="POST"))
     add("method POST /healthcheck", http_request("POST", "/healthcheck", b"{}"),
-        Err(405, allow="GET"))
-    add("method POST /metrics", http_request("POST", "/metrics", b""), Err(405, allow="GET"))
+        Err(405, allow="GET, HEAD"))
+    add("method POST /metrics", http_request("POST", "/metrics", b""),
+        Err(405, allow="GET, HEAD"))
     add("method GET /instances/add", http_request("GET", "/instances/add"), Err(405, allow="POST"))
-    add("method DELETE /v1/models", http_request("DELETE", "/v1/models"), Err(405, allow="GET"))
-    # A HEAD answer carries no body: the healthcheck pipelined after it must parse cleanly.
-    add("method HEAD /healthcheck, then GET", http_request(
-        "HEAD", "/healthcheck", content_length=False, content_type=None) + http_request(
+    add("method DELETE /v1/models", http_request("DELETE", "/v1/models"),
+        Err(405, allow="GET, HEAD"))
+    # HEAD is served wherever GET is, without a body: the healthcheck pipelined after it must
+    # parse cleanly.
+    for path in ("/healthcheck", "/metrics"):
+        add(f"method HEAD {path}, then GET /healthcheck", http_request(
+            "HEAD", path, content_length=False, content_type=None) + http_request(
+            "GET", "/healthcheck", content_length=False, content_type=None),
+            Seq(HeadOk(), Ans(None)), head=True)
+    add("method HEAD /v1/completions, then GET /healthcheck", http_request(
+        "HEAD", COMPLETIONS, content_length=False, content_type=None) + http_request(
         "GET", "/healthcheck", content_length=False, content_type=None),
-        Seq(Err(405, allow="GET"), Ans(None)), head=True)
+        Seq(Err(405, allow="POST"), Ans(None)), head=True)
     add("method with a bad character", http_request("G@T", "/healthcheck"), e400)
 
     # -- targets -------------------------------------------------------------------------------------
@@ -432,6 +444,12 @@ class MalformedInputTests(ClusterTestCase):
 
     def check(self, res, expect, opts):
         what = f"{res.status} {res.headers!r} {res.body[:300]!r}"
+        if isinstance(expect, HeadOk):
+            self.assertEqual(res.status, 200, what)
+            self.assertEqual(res.body, b"", what)
+            self.assertGreater(int(res.headers.get("content-length", "0")), 0, what)
+            self.assertIn("x-request-id", res.headers, what)
+            return
         if isinstance(expect, Err):
             if opts.get("head"):
                 # A HEAD answer has no body; the status and the headers still say what is wrong.

@@ -282,7 +282,7 @@ class FormatTests(MetricsCase):
         self.assertEqual(h.get("content-type"), "text/plain; version=0.0.4; charset=utf-8")
         status, h, body = post_json(self.port, "/metrics", b"")
         self.assertEqual(status, 405, body)
-        self.assertEqual(h.get("allow"), "GET")
+        self.assertEqual(h.get("allow"), "GET, HEAD")
 
     def test_parses_and_is_consistent(self):
         self.make_traffic()
@@ -333,6 +333,41 @@ class FormatTests(MetricsCase):
             version = re.search(r"project\(glm-proxy\s+VERSION\s+(\S+)", f.read()).group(1)
         m = self.scrape()
         self.assertEqual(m.find("glm_proxy_build_info"), [({"version": version}, 1.0)], m.text)
+
+
+def readme_families():
+    """Every glm_proxy_* family the README's metrics table lists."""
+    with open(os.path.join(harness._REPO, "README.md"), encoding="utf-8") as f:
+        return sorted(set(re.findall(r"^\| `(glm_proxy_\w+)` \|", f.read(), re.M)))
+
+
+class FirstScrapeTests(MetricsCase):
+    def test_every_readme_family_has_series_at_the_first_scrape(self):
+        families = readme_families()
+        self.assertGreaterEqual(len(families), 19, families)
+        m = self.scrape()
+        for family in families:
+            with self.subTest(family=family):
+                self.assertIn(family, m.types, m.text)
+                samples = [s for s in m.samples if m.family_of(s[0]) == family]
+                self.assertTrue(samples, f"{family} has no series yet: a dashboard sees no data")
+
+    def test_known_labels_start_at_zero(self):
+        m = self.scrape()
+        backend = f"127.0.0.1:{self.cluster.prefill_ports[0]}"
+        for reason in ("malformed", "not_implemented", "invalid_body", "max_inflight",
+                       "queue_timeout", "unauthorized", "no_instance"):
+            self.assertEqual(m.find("glm_proxy_refusals_total", reason=reason),
+                             [({"reason": reason}, 0.0)], m.text)
+        self.assertEqual(m.find("glm_proxy_upstream_errors_total", role="prefill",
+                                backend=backend, kind="timeout"),
+                         [({"role": "prefill", "backend": backend, "kind": "timeout"}, 0.0)],
+                         m.text)
+        self.assertIn(({"backend": backend}, 0.0),
+                      m.find("glm_proxy_prefill_duration_seconds_count", backend=backend))
+        self.assertEqual(m.find("glm_proxy_request_duration_seconds_count",
+                                endpoint="/v1/completions"),
+                         [({"endpoint": "/v1/completions"}, 0.0)], m.text)
 
 
 class TrafficTests(MetricsCase):
@@ -619,10 +654,13 @@ class UpstreamErrorTests(MetricsCase):
         self.assertEqual(m.total("glm_proxy_upstream_errors_total"), 1, m.text)
         self.assertEqual(m.value("glm_proxy_retries_total", role="prefill"), 1, m.text)
         self.assertEqual(m.value("glm_proxy_retries_total", role="decode"), 0, m.text)
-        # The retry went to the live prefiller, and only the successful prefill has a duration.
+        # The retry went to the live prefiller, and only the successful prefill has a duration
+        # (the dead one's series exists from the start, at 0).
         self.assertEqual(mock_stats(self.live.port)["prefill"], 1)
-        self.assertEqual(m.find("glm_proxy_prefill_duration_seconds_count"),
-                         [({"backend": addr(self.live.port)}, 1.0)], m.text)
+        self.assertEqual(sorted(m.find("glm_proxy_prefill_duration_seconds_count"),
+                                key=lambda s: s[1]),
+                         [({"backend": addr(self.dead)}, 0.0),
+                          ({"backend": addr(self.live.port)}, 1.0)], m.text)
         # The dead prefiller is still a chooseable backend (it was not removed).
         self.assertEqual(m.value("glm_proxy_backend_healthy", role="prefill",
                                  backend=addr(self.dead)), 1, m.text)

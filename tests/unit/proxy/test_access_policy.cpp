@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "proxy/access_policy.hpp"
+#include "proxy/front/access_policy.hpp"
 
 using glm::proxy::access_policy;
 using verdict = access_policy::verdict;

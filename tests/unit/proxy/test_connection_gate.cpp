@@ -2,7 +2,7 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/connection_gate.hpp"
+#include "proxy/front/connection_gate.hpp"
 
 using glm::proxy::connection_gate;
 

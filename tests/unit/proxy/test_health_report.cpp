@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "balancer/balancer.hpp"
-#include "proxy/health_report.hpp"
+#include "proxy/ops/health_report.hpp"
 
 using glm::balancer::backend_address;
 using glm::balancer::balancer;

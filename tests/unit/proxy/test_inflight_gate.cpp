@@ -4,7 +4,7 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/inflight_gate.hpp"
+#include "proxy/core/inflight_gate.hpp"
 
 using glm::proxy::inflight_gate;
 using outcome = inflight_gate::outcome;

@@ -1,0 +1,19 @@
+#pragma once
+
+#include "balancer/balancer.hpp"
+#include "proxy/config.hpp"
+#include "proxy/core/inflight_gate.hpp"
+#include "proxy/core/metrics.hpp"
+
+namespace glm::proxy {
+
+// What every session on every worker thread shares. The config is read-only after start; the
+// balancer, the metrics and the in-flight gate are thread-safe.
+struct proxy_context {
+  const config& cfg;
+  balancer::balancer& lb;
+  metrics& stats;
+  inflight_gate& inflight;  // --max-inflight and its line, across all workers
+};
+
+}  // namespace glm::proxy

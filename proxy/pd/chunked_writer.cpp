@@ -1,0 +1,94 @@
+#include "proxy/pd/chunked_writer.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+namespace glm::proxy {
+
+net::awaitable<error_code> chunked_writer::write_header(http::response<http::empty_body>& res) {
+  if (unframed_) {
+    res.chunked(false);
+    res.keep_alive(false);
+  } else {
+    res.chunked(true);
+  }
+  http::response_serializer<http::empty_body> sr(res);
+  client_.expires_after(timeout_);
+  auto [ec, n] = co_await http::async_write_header(client_, sr, use_nothrow);
+  header_sent_ = !ec;
+  co_return ec;
+}
+
+void chunked_writer::note_tail(std::string_view data) {
+  // Only the last bytes decide whether the body now ends on a blank line.
+  int newlines = 0;
+  std::size_t i = data.size();
+  bool other_byte = false;
+  while (i > 0 && newlines < 2) {
+    char c = data[--i];
+    if (c == '\n') {
+      ++newlines;
+    } else if (c != '\r') {
+      other_byte = true;
+      break;
+    }
+  }
+  tail_ = (newlines == 2 || other_byte) ? newlines : std::min(2, tail_ + newlines);
+}
+
+net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {
+  if (data.empty()) co_return error_code{};  // an empty chunk would end the body
+  note_tail(data);
+  gather_.clear();
+  gather_.push_back(net::buffer(data.data(), data.size()));
+  co_return co_await write_gathered(data.size());
+}
+
+net::awaitable<error_code> chunked_writer::write_chunk(const std::vector<std::string_view>& parts) {
+  std::size_t total = 0;
+  gather_.clear();
+  for (std::string_view p : parts) {
+    if (p.empty()) continue;
+    total += p.size();
+    note_tail(p);
+    gather_.push_back(net::buffer(p.data(), p.size()));
+  }
+  if (total == 0) co_return error_code{};  // an empty chunk would end the body
+  co_return co_await write_gathered(total);
+}
+
+net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total) {
+  if (unframed_) co_return co_await send_gathered();
+  int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", total);
+  gather_.insert(gather_.begin(), net::buffer(size_line_, static_cast<std::size_t>(len)));
+  gather_.push_back(net::buffer("\r\n", 2));
+  co_return co_await send_gathered();
+}
+
+net::awaitable<error_code> chunked_writer::write_last() {
+  if (unframed_) co_return error_code{};
+  gather_.clear();
+  gather_.push_back(net::buffer("0\r\n\r\n", 5));
+  co_return co_await send_gathered();
+}
+
+net::awaitable<error_code> chunked_writer::send_gathered() {
+  // A streamed event almost always fits in the socket's send buffer: one non-blocking sendmsg
+  // sends it without arming the timer, suspending, or a trip through the scheduler, which per
+  // token cost more than the send itself. Only the bytes that do not fit wait, asynchronously,
+  // under a freshly armed write timeout.
+  auto& socket = client_.socket();
+  error_code ec;
+  if (!socket.non_blocking()) socket.non_blocking(true, ec);
+  std::size_t sent = ec ? 0 : socket.write_some(gather_, ec);
+  if (ec && ec != net::error::would_block && ec != net::error::try_again) co_return ec;
+  if (!ec && sent == net::buffer_size(gather_)) co_return ec;
+  beast::buffers_suffix<std::vector<net::const_buffer>> rest(gather_);
+  rest.consume(sent);
+  client_.expires_after(timeout_);
+  auto [wec, n] = co_await net::async_write(client_, rest, use_nothrow);
+  co_return wec;
+}
+
+}  // namespace glm::proxy

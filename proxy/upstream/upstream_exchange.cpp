@@ -1,0 +1,123 @@
+#include "proxy/upstream/upstream_exchange.hpp"
+
+#include "proxy/upstream/upstream_pool.hpp"
+
+namespace glm::proxy {
+
+net::awaitable<error_code> upstream_exchange::connect(const balancer::backend_address& to,
+                                                      std::chrono::steady_clock::duration timeout,
+                                                      connection how) {
+  parser_.emplace();
+  buffer_.clear();
+  reused_ = false;
+  if (stream_.socket().is_open()) close();
+  if (how == connection::pooled) {
+    if (auto socket = upstream_pool::of(stream_.get_executor()).take(to)) {
+      stream_.socket() = std::move(*socket);
+      reused_ = true;
+      co_return error_code{};
+    }
+  }
+  stream_.expires_after(timeout);
+  error_code ec;
+  auto ip = net::ip::make_address(to.host, ec);
+  if (!ec) {
+    auto [cec] = co_await stream_.async_connect(tcp::endpoint(ip, to.port), use_nothrow);
+    co_return cec;
+  }
+  tcp::resolver resolver(stream_.get_executor());
+  auto [rec, results] =
+      co_await resolver.async_resolve(to.host, std::to_string(to.port), use_nothrow);
+  if (rec) co_return rec;
+  auto [cec, endpoint] = co_await stream_.async_connect(results, use_nothrow);
+  co_return cec;
+}
+
+net::awaitable<error_code> upstream_exchange::send(request& req,
+                                                   std::chrono::steady_clock::duration timeout) {
+  stream_.expires_after(timeout);
+  auto [ec, n] = co_await http::async_write(stream_, req, use_nothrow);
+  co_return ec;
+}
+
+net::awaitable<error_code> upstream_exchange::send(const post& head,
+                                                   const std::vector<std::string_view>& body,
+                                                   std::chrono::steady_clock::duration timeout) {
+  std::size_t length = 0;
+  for (auto piece : body) length += piece.size();
+  // Formatted by hand: the same few fields every time, with no header container to fill.
+  head_.clear();
+  head_.append("POST ").append(head.target).append(" HTTP/1.1\r\nHost: ").append(head.host);
+  head_.append("\r\nContent-Type: application/json\r\nX-Request-Id: ").append(head.request_id);
+  if (!head.bearer.empty()) head_.append("\r\nAuthorization: Bearer ").append(head.bearer);
+  head_.append("\r\nContent-Length: ").append(std::to_string(length)).append("\r\n\r\n");
+  gather_.clear();
+  gather_.push_back(net::buffer(head_));
+  for (auto piece : body) {
+    if (!piece.empty()) gather_.push_back(net::buffer(piece.data(), piece.size()));
+  }
+  stream_.expires_after(timeout);
+  auto [ec, n] = co_await net::async_write(stream_, gather_, use_nothrow);
+  co_return ec;
+}
+
+net::awaitable<error_code> upstream_exchange::read_header(
+    std::chrono::steady_clock::duration timeout) {
+  // vLLM's answers are small headers and a body we stream ourselves: no body limit here.
+  parser_->body_limit(boost::none);
+  parser_->header_limit(64 * 1024);
+  stream_.expires_after(timeout);
+  auto [ec, n] = co_await http::async_read_header(stream_, buffer_, *parser_, use_nothrow);
+  co_return ec;
+}
+
+net::awaitable<error_code> upstream_exchange::read_body(
+    std::string& out, std::size_t limit, std::chrono::steady_clock::time_point deadline) {
+  char chunk[8192];
+  stream_.expires_at(deadline);
+  while (!parser_->is_done()) {
+    parser_->get().body().data = chunk;
+    parser_->get().body().size = sizeof chunk;
+    auto [ec, n] = co_await http::async_read(stream_, buffer_, *parser_, use_nothrow);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) co_return ec;
+    std::size_t got = sizeof chunk - parser_->get().body().size;
+    if (out.size() + got > limit) co_return http::error::body_limit;
+    out.append(chunk, got);
+  }
+  co_return error_code{};
+}
+
+net::awaitable<std::pair<error_code, std::size_t>> upstream_exchange::read_some(
+    char* data, std::size_t size, std::chrono::steady_clock::duration idle) {
+  while (!parser_->is_done()) {
+    parser_->get().body().data = data;
+    parser_->get().body().size = size;
+    stream_.expires_after(idle);
+    auto [ec, n] = co_await http::async_read_some(stream_, buffer_, *parser_, use_nothrow);
+    if (ec == http::error::need_buffer) ec = {};
+    std::size_t got = size - parser_->get().body().size;
+    if (ec) co_return std::pair{ec, got};
+    // A read may parse only chunk framing and yield no body byte: read again.
+    if (got > 0) co_return std::pair{error_code{}, got};
+  }
+  co_return std::pair{error_code{}, std::size_t{0}};
+}
+
+void upstream_exchange::recycle(const balancer::backend_address& to) {
+  if (!stream_.socket().is_open()) return;
+  if (!parser_->is_done() || !parser_->keep_alive() || buffer_.size() != 0) {
+    close();
+    return;
+  }
+  stream_.expires_never();
+  upstream_pool::of(stream_.get_executor()).put(to, stream_.release_socket());
+}
+
+void upstream_exchange::close() {
+  error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.close();
+}
+
+}  // namespace glm::proxy
