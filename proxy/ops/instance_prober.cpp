@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxy/core/ejection_log.hpp"
 #include "proxy/upstream/backend_call.hpp"
 
 namespace glm::proxy {
@@ -10,7 +11,7 @@ net::awaitable<void> instance_prober::run() {
   auto ex = co_await net::this_coro::executor;
   net::steady_timer timer(ex);
   for (;;) {
-    log_ejections();
+    log_ejections(ctx_.lb, ctx_.cfg.eject_after);
     for (auto& task : ctx_.lb.due_probes()) {
       net::co_spawn(ex, probe(std::move(task)), net::detached);
     }
@@ -21,16 +22,6 @@ net::awaitable<void> instance_prober::run() {
     timer.expires_at(wake);
     auto [ec] = co_await timer.async_wait(use_nothrow);
     if (ec) co_return;
-  }
-}
-
-void instance_prober::log_ejections() {
-  for (const auto& e : ctx_.lb.take_ejections()) {
-    spdlog::warn("{} instance {} ejected for {:.3g} s{}", balancer::to_string(e.kind),
-                 e.address.to_string(), std::chrono::duration<double>(e.duration).count(),
-                 e.after_probe
-                     ? ": its probe failed"
-                     : " after " + std::to_string(ctx_.cfg.eject_after) + " consecutive failures");
   }
 }
 

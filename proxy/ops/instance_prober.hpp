@@ -9,7 +9,7 @@ namespace glm::proxy {
 // be added (POST /instances/add), every --waiting-retry-interval until one answers 2xx (it joins
 // the rotation) or --max-waiting-retries probes have failed (it is dropped); and ejected ones
 // whose ejection time is up, which a 2xx brings back and a failure ejects again for longer. It
-// also logs the balancer's ejections, which the balancer (no I/O) only records.
+// also logs the balancer's ejections that no request logged (core/ejection_log).
 class instance_prober {
  public:
   explicit instance_prober(proxy_context& ctx) : ctx_(ctx) {}
@@ -19,7 +19,6 @@ class instance_prober {
 
  private:
   net::awaitable<void> probe(balancer::probe_task task);
-  void log_ejections();
 
   proxy_context& ctx_;
 };

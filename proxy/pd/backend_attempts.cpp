@@ -5,6 +5,7 @@
 #include <mutex>
 #include <set>
 
+#include "proxy/core/ejection_log.hpp"
 #include "proxy/upstream/upstream_exchange.hpp"
 
 namespace glm::proxy {
@@ -30,13 +31,14 @@ bool first_prefill_without_kv(const std::string& backend) {
 backend_attempts::backend_attempts(proxy_context& ctx, balancer::request_lease& lease,
                                    const http::request<http::string_body>& client_request,
                                    access_record& record, std::string_view target,
-                                   const bool& client_gone)
+                                   const bool& client_gone, const bool& drained)
     : ctx_(ctx),
       lease_(lease),
       client_request_(client_request),
       record_(record),
       target_(target),
-      client_gone_(client_gone) {}
+      client_gone_(client_gone),
+      drained_(drained) {}
 
 std::optional<balancer::backend_address> backend_attempts::choose(
     role r, const protocol::client_request& body) {
@@ -69,6 +71,10 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
       failure = co_await judge(r, up, *to, started, result.prefill);
     }
     if (client_gone_) co_return result;  // how: client_gone
+    if (drained_) {
+      result.how = call_result::ending::drained;
+      co_return result;
+    }
     if (!failure) {
       // A prefill's usage (result.prefill) is known from here on.
       r == role::prefill ? lease_.prefill_succeeded() : lease_.decode_succeeded();
@@ -83,7 +89,12 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
       co_return result;
     }
     ctx_.stats.retry(r);
-    if (!co_await pause(k)) co_return result;  // how: client_gone
+    co_await pause(k);
+    if (client_gone_) co_return result;  // how: client_gone
+    if (drained_) {
+      result.how = call_result::ending::drained;
+      co_return result;
+    }
   }
 }
 
@@ -95,7 +106,7 @@ net::awaitable<error_code> backend_attempts::start(upstream_exchange& up,
   const upstream_exchange::post head{target_, host, record_.id, ctx_.cfg.backend_api_key};
   auto how = upstream_exchange::connection::pooled;
   for (;;) {
-    if (client_gone_) co_return net::error::operation_aborted;
+    if (client_gone_ || drained_) co_return net::error::operation_aborted;
     error_code ec = co_await up.connect(to, seconds(ctx_.cfg.connect_timeout), how);
     if (ec) co_return ec;
     ec = co_await up.send(head, pieces, wait);
@@ -163,14 +174,15 @@ void backend_attempts::note_failure(const backend_failure& failure, int attempt,
   } else {
     lease_.decode_failed(failure.instance_fault());
   }
+  // An ejection this failure caused is logged now, before the requests it makes refused.
+  log_ejections(ctx_.lb, ctx_.cfg.eject_after);
 }
 
-net::awaitable<bool> backend_attempts::pause(int attempt) {
+net::awaitable<void> backend_attempts::pause(int attempt) {
   // The reference's backoff: retry_delay * 2^(k-1) before retry k.
   double delay = ctx_.cfg.retry_delay * static_cast<double>(1ull << std::min(attempt - 1, 30));
   net::steady_timer timer(co_await net::this_coro::executor, seconds(delay));
   co_await timer.async_wait(use_nothrow);
-  co_return !client_gone_;
 }
 
 }  // namespace glm::proxy

@@ -24,6 +24,7 @@ struct call_result {
     failed,       // `failure` is the last attempt's failure: retries exhausted, or not retryable
     no_instance,  // no instance of the role could be chosen
     client_gone,  // the client left; nothing is to be answered
+    drained,      // --drain-timeout ran out after SIGTERM: the request is to be ended
   };
   ending how = ending::client_gone;
   std::optional<balancer::backend_address> backend;
@@ -44,10 +45,11 @@ struct call_result {
 class backend_attempts {
  public:
   // `client_request` is the client's HTTP request (its headers are for the routing choice);
-  // `client_gone` is set by the request's watcher when the client leaves.
+  // `client_gone` is set by the request's watcher when the client leaves, `drained` when the
+  // drain after SIGTERM runs out.
   backend_attempts(proxy_context& ctx, balancer::request_lease& lease,
                    const http::request<http::string_body>& client_request, access_record& record,
-                   std::string_view target, const bool& client_gone);
+                   std::string_view target, const bool& client_gone, const bool& drained);
 
   // Calls `role` with `pieces` (views that stay valid until this returns) over `up`, which the
   // caller closes if the client leaves. `body` is the request being served (after a recompute,
@@ -71,7 +73,7 @@ class backend_attempts {
       balancer::role role, upstream_exchange& up, const balancer::backend_address& to,
       std::chrono::steady_clock::time_point started, protocol::prefill_result& out);
   void note_failure(const backend_failure& failure, int attempt, int attempts);
-  net::awaitable<bool> pause(int attempt);
+  net::awaitable<void> pause(int attempt);
 
   proxy_context& ctx_;
   balancer::request_lease& lease_;
@@ -79,6 +81,7 @@ class backend_attempts {
   access_record& record_;
   std::string_view target_;
   const bool& client_gone_;
+  const bool& drained_;
 };
 
 }  // namespace glm::proxy

@@ -42,7 +42,11 @@ pd_request::pd_request(proxy_context& ctx, beast::tcp_stream& client,
       record_(record),
       out_(client, record.id, req.keep_alive(), req.version() < 11,
            seconds(ctx.cfg.client_write_timeout)),
-      attempts_(ctx, lease_, req, record, target_, client_gone_) {}
+      drain_(drain_watch::of(client.get_executor(), ctx.cfg.drain_timeout).watch([this] {
+        drained_ = true;
+        if (active_ != nullptr) active_->close();
+      })),
+      attempts_(ctx, lease_, req, record, target_, client_gone_, drained_) {}
 
 net::awaitable<answer> pd_request::run() {
   using namespace net::experimental::awaitable_operators;
@@ -131,6 +135,10 @@ net::awaitable<std::optional<refusal_reason>> pd_request::answer_call_failure(
     co_await out_.error(failure.client_status(), failure.client_body(), failure.client_message());
     co_return std::nullopt;
   }
+  if (result.how == call_result::ending::drained) {
+    co_await answer_drained();
+    co_return std::nullopt;
+  }
   if (result.how != call_result::ending::no_instance) co_return std::nullopt;  // client gone
   record_.end(request_ending::no_instance);
   std::string message = "no " + std::string(balancer::to_string(kind)) + " instance is available";
@@ -181,6 +189,10 @@ net::awaitable<pd_request::decode_end> pd_request::relay_stream(
     if (ec) {
       up.close();
       if (client_gone_) co_return decode_end::answered;
+      if (drained_) {
+        co_await answer_drained();
+        co_return decode_end::answered;
+      }
       std::string message =
           ec == beast::error::timeout
               ? "decode instance sent nothing for " +
@@ -197,6 +209,12 @@ net::awaitable<pd_request::decode_end> pd_request::relay_stream(
   up.recycle(from);  // read to its end
   co_await out_.finish_stream(rewrite.pending());
   co_return decode_end::answered;
+}
+
+net::awaitable<void> pd_request::answer_drained() {
+  record_.end(request_ending::drain_timeout);
+  spdlog::warn("[{}] drain timeout: the request is ended", record_.id);
+  co_await out_.error(503, {}, "glm-proxy is shutting down and its --drain-timeout ran out");
 }
 
 void pd_request::note_decode_write() {
@@ -238,6 +256,10 @@ net::awaitable<pd_request::decode_end> pd_request::relay_body(
   if (ec) {
     up.close();
     if (client_gone_) co_return decode_end::answered;
+    if (drained_) {
+      co_await answer_drained();
+      co_return decode_end::answered;
+    }
     auto failure = backend_failure::transport(role::decode, from, ec);
     record_.end(failure.ending());
     co_await out_.error(failure.client_status(), {}, failure.client_message());

@@ -13,6 +13,7 @@
 #include "proxy/core/proxy_context.hpp"
 #include "proxy/pd/answer_writer.hpp"
 #include "proxy/pd/backend_attempts.hpp"
+#include "proxy/pd/drain_watch.hpp"
 
 namespace glm::proxy {
 
@@ -57,6 +58,8 @@ class pd_request {
   // Answers a call that did not get a usable answer. Returns the refusal, if it is one.
   net::awaitable<std::optional<refusal_reason>> answer_call_failure(balancer::role role,
                                                                     const call_result& result);
+  // Ends the request the way any failure would, for the drain's end.
+  net::awaitable<void> answer_drained();
   // Records time to first token or the gap since the last decode write.
   void note_decode_write();
   // The body of the next round after a recompute; nullopt when it cannot be built.
@@ -73,6 +76,8 @@ class pd_request {
   upstream_exchange* active_ = nullptr;  // the upstream the watcher closes if the client leaves
   bool client_gone_ = false;             // the watcher saw the client leave
   bool client_lost_ = false;             // a write to the client failed (or timed out)
+  bool drained_ = false;                 // --drain-timeout ran out: end the request now
+  drain_watch::registration drain_;
   backend_attempts attempts_;
   std::int64_t cached_tokens_ = 0;  // the prefiller's usage.prompt_tokens_details.cached_tokens
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

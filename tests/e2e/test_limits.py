@@ -410,12 +410,15 @@ class DrainTests(LimitsCase):
         c = self.start_cluster(proxy_args=("--max-inflight", "1", "--queue-timeout", "120",
                                            "--drain-timeout", "0.5"))
         self.cluster = c
-        self.queue_behind_held_slot()
+        _, waiting = self.queue_behind_held_slot()
         c.proxy.proc.send_signal(signal.SIGTERM)
-        # Neither the held request nor the waiting one ends: the drain times out, and the
-        # waiter suspended in line is torn down with its worker.
+        # The held request does not end by itself: the drain runs out and ends it (an SSE error
+        # event). Its slot goes to the one in line, which gets a clear 503 rather than a cut.
+        status, _, body = read_one_response(waiting)
+        self.assertEqual(status, 503, body)
+        self.assertIn(b"drain", body)
         self.assertEqual(c.proxy.proc.wait(30), 0)
-        self.assertIn("waiting are cut", c.proxy.read_log())
+        self.assertIn("ending=drain_timeout", c.proxy.read_log())
 
 
 # --------------------------------------------------------------------------------------------

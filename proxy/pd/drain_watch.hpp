@@ -1,0 +1,63 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <list>
+#include <optional>
+
+#include "proxy/core/asio.hpp"
+
+namespace glm::proxy {
+
+// Ends the requests still running when --drain-timeout runs out after SIGTERM or SIGINT, as any
+// other failure ends them (a stream gets the SSE error event, [DONE] and a properly ended body;
+// the access line says drain_timeout), rather than leaving the process's stop to cut them
+// silently.
+//
+// One per worker io_context, as an Asio service that waits for the signals itself (Asio tells
+// every signal_set of a signal), so the server's own drain loop needs no hook: the requests are
+// ended `margin` before the server's deadline, which gives them time to write their last bytes;
+// their leases go back and the server then sees nothing in flight and stops as usual.
+//
+// Used by one thread only (its io_context's); no lock.
+class drain_watch : public net::execution_context::service {
+ public:
+  using key_type = drain_watch;
+  static inline net::execution_context::id id;
+
+  explicit drain_watch(net::execution_context& owner) : service(owner) {}
+
+  // The watch of the io_context behind `ex`; the first call arms it with `drain_timeout`.
+  static drain_watch& of(const net::any_io_executor& ex, double drain_timeout);
+
+  // A request's place on the watch: `on_expiry` is called once if the drain runs out while the
+  // registration lives. Move-only; leaves the watch when destroyed.
+  class registration {
+   public:
+    registration() = default;
+    registration(registration&& other) noexcept;
+    registration& operator=(registration&&) = delete;
+    registration(const registration&) = delete;
+    ~registration();
+
+   private:
+    friend class drain_watch;
+    drain_watch* watch_ = nullptr;
+    std::list<std::function<void()>>::iterator at_;
+  };
+  registration watch(std::function<void()> on_expiry);
+
+  bool expired() const { return expired_; }
+
+ private:
+  void arm(const net::any_io_executor& ex, double drain_timeout);
+  void expire();
+  void shutdown() override;
+
+  std::list<std::function<void()>> watchers_;
+  std::optional<net::signal_set> signals_;
+  std::optional<net::steady_timer> timer_;
+  bool expired_ = false;
+};
+
+}  // namespace glm::proxy
