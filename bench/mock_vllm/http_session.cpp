@@ -380,6 +380,11 @@ net::awaitable<http_session::next> http_session::answer_generation(
   // vLLM refuses a request like decode_error's before scheduling it; a scheduled one gets its
   // blocks, and only then does the layerwise connector call the metaserver.
   if (config_.layerwise && parsed.role == request_role::decode && !parsed.metaserver.empty()) {
+    if (parsed.prompts > max_layerwise_prompts) {
+      co_return co_await write_error(
+          400, "mock-vllm: more than " + std::to_string(max_layerwise_prompts) + " prompts",
+          keep_alive);
+    }
     if (!co_await receive_layerwise_kv(parsed, request_id)) co_return next::close;
   }
   // Faults before the status line, streaming or not.

@@ -33,6 +33,8 @@ class http_session {
 
   static constexpr std::uint32_t header_limit = 64 * 1024;
   static constexpr std::uint64_t body_limit = std::uint64_t{64} << 20;
+  // Prompts of one layerwise decode request: each is a concurrent metaserver call.
+  static constexpr std::int64_t max_layerwise_prompts = 1024;
 
  private:
   using request = boost::beast::http::request<boost::beast::http::string_body>;

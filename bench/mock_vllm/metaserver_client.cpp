@@ -78,7 +78,8 @@ net::awaitable<metaserver_answer> metaserver_client::post(std::string url, std::
   }
   const auto executor = co_await net::this_coro::executor;
   http::request<http::string_body> req{http::verb::post, where->target, 11};
-  req.set(http::field::host, where->host + ":" + where->port);
+  const bool v6 = where->host.find(':') != std::string::npos;
+  req.set(http::field::host, (v6 ? "[" + where->host + "]" : where->host) + ":" + where->port);
   req.set(http::field::content_type, "application/json");
   req.set(http::field::user_agent, "mock-vllm layerwise connector");
   req.keep_alive(false);

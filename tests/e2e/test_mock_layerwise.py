@@ -287,6 +287,10 @@ class LayerwiseMockTest(unittest.TestCase):
                                  {"prompt": "x", "mock_fault": "decode_error",
                                   "kv_transfer_params": decode_kv(meta.port)})
         self.assertEqual(status, 400)
+        # More prompts than the mock's bound on concurrent calls: 400, no callback.
+        status, _, _ = post_json(self.mock.port, COMPLETIONS,
+                                 {"prompt": ["p"] * 1025, "kv_transfer_params": decode_kv(meta.port)})
+        self.assertEqual(status, 400)
         self.assertEqual(meta.callbacks(), [])
         self.assertEqual(self.stats()["metaserver_calls"], 0)
 
