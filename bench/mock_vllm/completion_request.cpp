@@ -45,13 +45,14 @@ struct word_count {
 
 // A prompt is a string, or a non-empty list of strings, of token ids, or of non-empty token-id
 // lists (vLLM's types); anything else is INCORRECT_TYPE, a 400.
-simdjson::error_code count_prompt(od::value prompt, word_count& words) {
+simdjson::error_code count_prompt(od::value prompt, word_count& words, std::int64_t& prompts) {
   od::json_type type;
   if (auto ec = prompt.type().get(type)) return ec;
   if (type == od::json_type::string) {
     std::string_view s;
     if (auto ec = prompt.get_string().get(s)) return ec;
     words.add(s);
+    prompts = 1;
     return simdjson::SUCCESS;
   }
   if (type != od::json_type::array) return simdjson::INCORRECT_TYPE;
@@ -88,6 +89,8 @@ simdjson::error_code count_prompt(od::value prompt, word_count& words) {
       return simdjson::INCORRECT_TYPE;
     }
   }
+  // vLLM expands a list of strings or of token-id lists into one engine request per element.
+  prompts = first == od::json_type::number ? 1 : static_cast<std::int64_t>(n);
   return n > 0 ? simdjson::SUCCESS : simdjson::INCORRECT_TYPE;
 }
 
@@ -234,6 +237,11 @@ simdjson::error_code read_kv_params(od::value v, completion_request& out) {
     if (auto ec = field.unescaped_key().get(key)) return ec;
     if (key == "do_remote_decode") remote_decode = read_bool(field.value());
     if (key == "do_remote_prefill") remote_prefill = read_bool(field.value());
+    if (key == "metaserver") {
+      std::string_view url;
+      out.metaserver.clear();
+      if (field.value().get_string().get(url) == simdjson::SUCCESS) out.metaserver = url;
+    }
   }
   if (remote_decode) {
     out.role = request_role::prefill;
@@ -315,7 +323,7 @@ std::optional<completion_request> completion_request::parse(std::string_view bod
       if (!lax_int(field.value(), max_completion_tokens)) return invalid(key, "a valid integer");
     } else if (key == "prompt" && !chat) {
       has_prompt = true;
-      ec = count_prompt(field.value(), prompt_words);
+      ec = count_prompt(field.value(), prompt_words, out.prompts);
       if (ec == simdjson::INCORRECT_TYPE) {
         return invalid(key, "a string, or a non-empty list of strings or token ids");
       }

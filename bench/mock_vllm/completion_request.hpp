@@ -27,6 +27,11 @@ struct completion_request {
   // proxy that re-prefills after a recompute appends the text generated so far, " tok0 tok1 ...",
   // so under mock_fault "recompute" this is how many tokens the preempted decode already produced.
   std::int64_t tok_words = 0;
+  // Engine requests vLLM makes of a completion: one per string or token-id list of a list prompt,
+  // else one (a chat is always one).
+  std::int64_t prompts = 1;
+  // kv_transfer_params.metaserver of a layerwise decode request, empty if absent or not a string.
+  std::string metaserver;
 
   // Parses `body` with simdjson On-Demand. On a body that is not a JSON object, or a member of an
   // impossible value, returns nullopt and sets `error` to a message for a 400 answer.

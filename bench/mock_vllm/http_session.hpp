@@ -33,6 +33,8 @@ class http_session {
 
   static constexpr std::uint32_t header_limit = 64 * 1024;
   static constexpr std::uint64_t body_limit = std::uint64_t{64} << 20;
+  // Prompts of one layerwise decode request: each is a concurrent metaserver call.
+  static constexpr std::int64_t max_layerwise_prompts = 1024;
 
  private:
   using request = boost::beast::http::request<boost::beast::http::string_body>;
@@ -66,9 +68,18 @@ class http_session {
   boost::asio::awaitable<next> answer_prefill(const completion_request& parsed,
                                               const std::vector<std::uint64_t>& blocks,
                                               const completion_bodies& bodies, bool keep_alive);
+  // `request_id`: the request's X-Request-Id (or the mock's own), as vLLM names it.
   boost::asio::awaitable<next> answer_generation(const completion_request& parsed,
                                                  const std::vector<std::uint64_t>& blocks,
-                                                 const completion_bodies& bodies, bool keep_alive);
+                                                 const completion_bodies& bodies,
+                                                 std::string_view request_id, bool keep_alive);
+  // The layerwise connector's part of a decode (--layerwise): POSTs one callback per engine
+  // request ("cmpl-<id>-<i>", "chatcmpl-<id>") to parsed.metaserver, all at once, and waits for
+  // every answer. True when all were 2xx: the KV cache is in, decoding may start. False when the
+  // peer left meanwhile (counted); any other outcome waits, as the connector does, for KV that
+  // never comes, until the peer leaves (counted), and is false too.
+  boost::asio::awaitable<bool> receive_layerwise_kv(const completion_request& parsed,
+                                                    std::string_view request_id);
   // `cached`: usage.prompt_tokens_details.cached_tokens of the answer.
   boost::asio::awaitable<next> answer_stream(const completion_request& parsed, std::int64_t cached,
                                              const completion_bodies& bodies, bool keep_alive);

@@ -93,7 +93,16 @@ int main(int argc, char** argv) {
         return glm::mock::vllm_metrics::parse_fault(v) ? std::string()
                                                        : "not a /metrics fault: " + v;
       });
+  app.add_flag("--layerwise", config.layerwise,
+               "decode requests with kv_transfer_params.metaserver call it back first, as the "
+               "Mooncake layerwise connector does (vllm-ascend's layerwise PD mode)");
+  int metaserver_timeout_ms = static_cast<int>(config.metaserver_timeout.count());
+  app.add_option("--metaserver-timeout-ms", metaserver_timeout_ms,
+                 "bound on each metaserver call attempt (connect, write, read) in --layerwise")
+      ->check(CLI::Range(1, 3'600'000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  config.metaserver_timeout = std::chrono::milliseconds(metaserver_timeout_ms);
   if (config.fail_status != 0 && config.fail_status < 100) {
     std::cerr << "mock-vllm: --fail-status must be 0 or an HTTP status 100-599\n";
     return 2;

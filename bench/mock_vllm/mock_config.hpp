@@ -38,6 +38,14 @@ struct mock_config {
   int metrics_engines = 2;
   std::string metrics_fault;
 
+  // The vllm-ascend layerwise PD mode (Mooncake layerwise connector): a decode request whose
+  // kv_transfer_params carry a "metaserver" URL first POSTs the connector's JSON there, once per
+  // prompt, and decodes only once every call was answered 2xx (the KV cache has "arrived"); any
+  // other outcome leaves it waiting for KV that never comes, as the real connector does.
+  bool layerwise = false;
+  // Bound on each metaserver call attempt (connect, write, read); the connector itself has none.
+  std::chrono::milliseconds metaserver_timeout{30000};
+
   bool counts_chars() const { return chars_per_token > 0; }
 
   // Set by mock_server after bind(): the address and port written in kv_transfer_params.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 #include "bench/mock_vllm/json_text.hpp"
@@ -74,6 +75,25 @@ mock_state::busy::~busy() {
   state_.busy_blocks_ -= blocks_;
 }
 
+namespace {
+
+// Unix time in seconds with microseconds, comparable with Python's time.time().
+void append_time(std::string& out, std::chrono::system_clock::time_point t) {
+  char text[40];
+  const double seconds = std::chrono::duration<double>(t.time_since_epoch()).count();
+  const int n = std::snprintf(text, sizeof text, "%.6f", seconds);
+  out.append(text, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+void mock_state::record_metaserver_call(metaserver_call call) {
+  std::lock_guard lock(mutex_);
+  if (call.answer.status / 100 != 2) ++metaserver_failed_;
+  metaserver_calls_.push_back(std::move(call));
+  while (metaserver_calls_.size() > max_metaserver_calls) metaserver_calls_.pop_front();
+}
+
 std::string mock_state::requests_json() const {
   // Serialize outside the lock: 10,000 records must not stall every session.
   std::vector<std::shared_ptr<const recorded_request>> snapshot;
@@ -99,6 +119,8 @@ std::string mock_state::requests_json() const {
     }
     out += "},\"body\":";
     json_text::append_quoted(out, r->body);
+    out += ",\"received_at\":";
+    append_time(out, r->received_at);
     out += '}';
   }
   out += ']';
@@ -125,7 +147,33 @@ std::string mock_state::stats_json() const {
   out += field("prefix_cache_capacity", cache_.capacity());
   out += field("prefix_cache_evictions", cache_.evictions());
   out += field("metrics_requests", metrics_requests_.load());
-  out += '}';
+  std::lock_guard lock(mutex_);
+  out += field("metaserver_calls", static_cast<std::int64_t>(metaserver_calls_.size()));
+  out += field("metaserver_failed", metaserver_failed_);
+  out += ",\"metaserver_callbacks\":[";
+  bool first = true;
+  for (const auto& call : metaserver_calls_) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"request_id\":";
+    json_text::append_quoted(out, call.request_id);
+    out += ",\"url\":";
+    json_text::append_quoted(out, call.url);
+    out += ",\"body\":";
+    json_text::append_quoted(out, call.body);
+    out += ",\"status\":" + std::to_string(call.answer.status);
+    out += ",\"answer\":";
+    json_text::append_quoted(out, call.answer.body);
+    out += ",\"error\":";
+    json_text::append_quoted(out, call.answer.error);
+    out += ",\"attempts\":" + std::to_string(call.answer.attempts);
+    out += ",\"sent_at\":";
+    append_time(out, call.answer.sent_at);
+    out += ",\"answered_at\":";
+    append_time(out, call.answer.answered_at);
+    out += '}';
+  }
+  out += "]}";
   return out;
 }
 
@@ -183,6 +231,8 @@ void mock_state::reset() {
   injected_ = {};
   ttft_counts_ = {};
   ttft_sum_ = 0;
+  metaserver_calls_.clear();
+  metaserver_failed_ = 0;
   metrics_fault_ = initial_fault_;
   requests_ = 0;
   prefill_ = 0;

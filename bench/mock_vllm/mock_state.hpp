@@ -12,6 +12,7 @@
 #include <string>
 
 #include "bench/mock_vllm/completion_request.hpp"
+#include "bench/mock_vllm/metaserver_client.hpp"
 #include "bench/mock_vllm/mock_config.hpp"
 #include "bench/mock_vllm/prefill_gate.hpp"
 #include "bench/mock_vllm/prefix_cache.hpp"
@@ -19,6 +20,14 @@
 #include "bench/mock_vllm/vllm_metrics.hpp"
 
 namespace glm::mock {
+
+// One metaserver call of the layerwise decoder, for /mock/stats.
+struct metaserver_call {
+  std::string request_id;
+  std::string url;
+  std::string body;
+  metaserver_answer answer;
+};
 
 // Load injected through POST /mock/load, added to the instance's own on /metrics.
 struct injected_load {
@@ -49,6 +58,11 @@ class mock_state {
                      std::chrono::steady_clock::duration took);
   // A generation ended with all its tokens (a 200 that completed).
   void count_generation(std::int64_t tokens);
+
+  // A layerwise decode request's metaserver call ended (answered or given up).
+  void record_metaserver_call(metaserver_call call);
+  // Distinct KV block ids for the remote_block_ids a layerwise decoder posts.
+  std::int64_t allocate_blocks(std::int64_t n) { return next_block_ += n; }
 
   // Requests the instance is working on (prefilling or generating), for /metrics' running count
   // and KV usage. Held as an RAII token for the length of the work.
@@ -87,6 +101,7 @@ class mock_state {
 
   static constexpr std::size_t max_records = 10'000;
   static constexpr std::size_t max_record_bytes = std::size_t{256} << 20;
+  static constexpr std::size_t max_metaserver_calls = 10'000;
 
  private:
   const mock_config& config_;
@@ -99,6 +114,8 @@ class mock_state {
   std::size_t record_bytes_ = 0;                                 // guarded by mutex_
   injected_load injected_;                                       // guarded by mutex_
   std::array<std::int64_t, 23> ttft_counts_{};                   // guarded by mutex_
+  std::deque<metaserver_call> metaserver_calls_;                 // guarded by mutex_
+  std::int64_t metaserver_failed_ = 0;                           // guarded by mutex_
   double ttft_sum_ = 0;                                          // guarded by mutex_
 
   std::atomic<std::int64_t> requests_{0};
@@ -117,6 +134,7 @@ class mock_state {
   std::atomic<std::int64_t> busy_blocks_{0};
   std::atomic<metrics_fault> metrics_fault_{metrics_fault::none};
   std::atomic<std::uint64_t> request_ids_{0};
+  std::atomic<std::int64_t> next_block_{0};
 };
 
 }  // namespace glm::mock

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +15,9 @@ struct recorded_request {
   // Lowercased names in arrival order; a repeated header is joined with ", " (RFC 9110 5.3).
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;  // the exact body bytes
+  // When its headers and body had been read, by the system clock, so that tests can order
+  // requests seen by different processes (a decode before its prefill, in the layerwise mode).
+  std::chrono::system_clock::time_point received_at;
 };
 
 }  // namespace glm::mock

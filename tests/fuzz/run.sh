@@ -25,7 +25,8 @@ fi
 time_per_target="${FUZZ_TIME:-$([[ ${ci} == 1 ]] && echo 45 || echo 20)}"
 cxx="${CXX_FUZZ:-clang++}"
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_request_splicer fuzz_sse_framer fuzz_response_rewriter fuzz_sse_rewrite)
+[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_request_splicer fuzz_sse_framer fuzz_response_rewriter fuzz_sse_rewrite
+  fuzz_layerwise)
 
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -I"${root}" $(pkg-config --cflags simdjson))
@@ -33,7 +34,8 @@ libs=($(pkg-config --libs simdjson))
 
 mkdir -p "${out}/obj"
 objects=()
-for src in json_scan request_splicer recompute_splicer response_rewriter sse_rewrite; do
+for src in json_scan json_error request_splicer recompute_splicer response_rewriter sse_rewrite \
+           metaserver_callback layerwise_splicer layerwise_request_ids; do
   obj="${out}/obj/${src}.o"
   if [[ ! -f "${obj}" || "${root}/protocol/${src}.cpp" -nt "${obj}" ||
         -n "$(find "${root}/protocol" -name '*.hpp' -newer "${obj}")" ]]; then
