@@ -227,7 +227,7 @@ int config_file_reader::line_of(std::string_view key) const {
 
 std::vector<CLI::ConfigItem> config_file_reader::from_config(std::istream& input) const {
   lines_.clear();
-  std::vector<CLI::ConfigItem> items;
+  std::vector<CLI::ConfigItem> read;
   std::string raw;
   int line = 0;
   while (std::getline(input, raw)) {
@@ -288,9 +288,9 @@ std::vector<CLI::ConfigItem> config_file_reader::from_config(std::istream& input
       if (v.kind != want.kind) lex.error(std::string("must be ") + kind_name(want.kind));
       item.inputs.push_back(std::move(v.text));
     }
-    items.push_back(std::move(item));
+    read.push_back(std::move(item));
   }
-  return items;
+  return read;
 }
 
 }  // namespace glm::proxy

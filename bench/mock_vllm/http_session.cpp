@@ -292,15 +292,15 @@ net::awaitable<http_session::next> http_session::answer_completion(const request
   // The mock's own tokenizer and chat template (prompt_renderer): the prompt is counted in
   // bytes, and hashed in blocks for the prefix cache. A decoder counts the same way, so its usage
   // agrees with the prefiller's, but has no prefill to look up.
-  completion_request request = *parsed;
+  completion_request completion = *parsed;
   std::vector<std::uint64_t> blocks;
   if (config_.counts_chars()) {
     std::string text;
     prompt_renderer::render(body, chat, text);
     const auto bytes = static_cast<std::int64_t>(text.size());
-    request.prompt_tokens =
+    completion.prompt_tokens =
         std::max<std::int64_t>(1, (bytes + config_.chars_per_token - 1) / config_.chars_per_token);
-    if (config_.prefix_cache_blocks != 0 && request.role != request_role::decode) {
+    if (config_.prefix_cache_blocks != 0 && completion.role != request_role::decode) {
       blocks = prefix_cache::block_hashes(
           text, static_cast<std::size_t>(config_.block_size * config_.chars_per_token));
     }
@@ -309,10 +309,10 @@ net::awaitable<http_session::next> http_session::answer_completion(const request
   const std::string_view header_id = req["X-Request-Id"];
   const std::string id = header_id.empty() ? state_.next_request_id() : std::string(header_id);
   const completion_bodies bodies(config_, chat, id);
-  if (request.role == request_role::prefill) {
-    co_return co_await answer_prefill(request, blocks, bodies, keep_alive);
+  if (completion.role == request_role::prefill) {
+    co_return co_await answer_prefill(completion, blocks, bodies, keep_alive);
   }
-  co_return co_await answer_generation(request, blocks, bodies, id, keep_alive);
+  co_return co_await answer_generation(completion, blocks, bodies, id, keep_alive);
 }
 
 net::awaitable<std::optional<std::int64_t>> http_session::simulate_prefill(
