@@ -57,17 +57,40 @@ simdjson::error_code descend(ondemand::value& value, int depth, std::string_view
 std::optional<std::string> prefill_result::parse(std::string& body, prefill_result& out) {
   out = prefill_result{};
   std::int64_t cached = 0;
-  auto read_cached = [&cached](const detail::field_view& field, ondemand::value& value, int depth) {
+  std::optional<std::int64_t> prompt;
+  // An integer value into `target`; anything else leaves `fallback` there.
+  auto read_int = [](const detail::field_view& field, ondemand::value& value, int depth,
+                     auto& target, auto fallback) {
     const char* end = nullptr;
-    cached = 0;
+    target = fallback;
     if (auto ec = detail::skip_value(value, depth, end)) return ec;
     std::string_view token(field.value_begin, std::size_t(end - field.value_begin));
     std::int64_t n = 0;
-    if (detail::valid_number(token) && detail::parse_int64(token, n)) cached = n;
+    if (detail::valid_number(token) && detail::parse_int64(token, n)) target = n;
     return simdjson::SUCCESS;
   };
-  auto read_details = [&](const detail::field_view&, ondemand::value& value, int depth) {
-    return descend(value, depth, "cached_tokens", cached, read_cached);
+  auto read_cached = [&](const detail::field_view& field, ondemand::value& value, int depth) {
+    return read_int(field, value, depth, cached, std::int64_t{0});
+  };
+  // usage: {"prompt_tokens": N, "prompt_tokens_details": {"cached_tokens": M}, ...}
+  auto read_usage = [&](ondemand::value& value) -> simdjson::error_code {
+    ondemand::json_type type;
+    if (auto ec = value.type().get(type)) return ec;
+    const char* end = nullptr;
+    cached = 0;
+    prompt.reset();
+    if (type != ondemand::json_type::object) return detail::skip_value(value, 1, end);
+    return detail::for_each_field(
+        value, 1, end, [&](const detail::field_view& field, ondemand::value& child) {
+          if (key_is(field.key, "prompt_tokens")) {
+            return read_int(field, child, 2, prompt, std::optional<std::int64_t>{});
+          }
+          if (key_is(field.key, "prompt_tokens_details")) {
+            return descend(child, 2, "cached_tokens", cached, read_cached);
+          }
+          const char* child_end = nullptr;
+          return detail::skip_value(child, 2, child_end);
+        });
   };
 
   simdjson::error_code scan_ec = simdjson::SUCCESS;
@@ -86,7 +109,7 @@ std::optional<std::string> prefill_result::parse(std::string& body, prefill_resu
           return simdjson::SUCCESS;
         }
         if (key_is(field.key, "usage")) {
-          return descend(value, 1, "prompt_tokens_details", cached, read_details);
+          return read_usage(value);
         }
         const char* end = nullptr;
         return detail::skip_value(value, 1, end);
@@ -96,6 +119,7 @@ std::optional<std::string> prefill_result::parse(std::string& body, prefill_resu
     return detail::describe(status, scan_ec, "prefill response");
   }
   out.cached_tokens = cached;
+  out.prompt_tokens = prompt;
   return std::nullopt;
 }
 

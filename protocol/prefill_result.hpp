@@ -13,6 +13,9 @@ struct prefill_result {
   std::string kv_transfer_params;
   // usage.prompt_tokens_details.cached_tokens, 0 when absent or null.
   std::int64_t cached_tokens = 0;
+  // usage.prompt_tokens, absent when the answer has no usage: cache-aware routing then learns
+  // nothing from it (an answer without usage leaves the prefix index as it is).
+  std::optional<std::int64_t> prompt_tokens;
 
   // Scans a prefiller's 2xx body. Returns nullopt on success, or a message when the body is not a
   // JSON object. May grow body's capacity (not its size) for simdjson's padding.

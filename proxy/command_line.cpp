@@ -278,24 +278,10 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
                  "consistent_hash: a key's instance takes it while its load is under "
                  "ceil((1 + this) * mean)")
       ->check(number_in(0, 100));
-  app.add_option("--scrape-interval", out.scrape_interval,
-                 "Seconds between reads of each backend's vLLM /metrics (0: off)")
-      ->check(number_in(0, 3600));
-  app.add_option("--kv-high", out.kv_high,
-                 "KV-cache usage at or above which an instance gets no new requests while another "
-                 "is below (needs --scrape-interval)")
-      ->check(number_in(0, 1, true));
-  app.add_option("--max-metrics-bytes", out.max_metrics_bytes,
-                 "Largest backend /metrics body read; past it the scrape is an error")
-      ->check(number_in(1024, 1e9));
   app.add_option("--max-prefill-answer-bytes", out.max_prefill_answer_bytes,
                  "Largest prefill answer buffered; past it the attempt fails with 502 and is "
                  "retried elsewhere")
       ->check(number_in(1024, 1e12));
-  app.add_option("--prefill-fallback", out.prefill_fallback,
-                 "off, or decode: with no prefiller to serve, or a failed prefill (5xx, timeout, "
-                 "connection), the decoder prefills the request itself")
-      ->transform(CLI::IsMember({"off", "decode"}));
   app.add_option("--api-key", out.api_key,
                  "Bearer token clients must send to the completion endpoints (also "
                  "GLM_PROXY_API_KEY)")
@@ -412,10 +398,7 @@ std::string effective_configuration(const config& c) {
     << " cache_balance_rel_threshold=" << c.routing.cache_balance_rel_threshold
     << " cache_max_entries=" << c.routing.cache_max_entries
     << " hash_balance_factor=" << c.routing.hash_balance_factor
-    << " scrape_interval=" << c.scrape_interval << " kv_high=" << c.kv_high
-    << " max_metrics_bytes=" << c.max_metrics_bytes
     << " max_prefill_answer_bytes=" << c.max_prefill_answer_bytes
-    << " prefill_fallback=" << c.prefill_fallback
     << " reuse_port=" << (c.reuse_port ? "true" : "false")
     << " config=" << (c.config_file.empty() ? "-" : c.config_file)
     << " api_key=" << (c.api_key.empty() ? "unset" : "set")

@@ -51,17 +51,10 @@ struct config {
   // policies' names come in as text and are turned into the enums once parsing succeeded.
   balancer::route_options routing;
 
-  // Load read from the engines' GET /metrics (README "Engine load"). scrape_interval 0: off.
-  double scrape_interval = 0;  // seconds between two scrapes of one backend
-  double kv_high = 0.95;       // KV usage at or above it: no new requests while another is below
-  std::size_t max_metrics_bytes = 8u << 20;  // largest /metrics body read; past it, a scrape error
   // A prefill answer is one token and kv_transfer_params: a few KiB. Past this cap the attempt
   // fails like a garbled answer (502, retried elsewhere), so a broken prefiller cannot make the
   // proxy buffer --max-body-bytes per request. Raise it for clients asking for prompt_logprobs.
   std::size_t max_prefill_answer_bytes = 4u << 20;
-  // "decode": when no prefiller can serve, or a prefill fails after its retries with a 5xx, a
-  // timeout or a connection error, the decoder prefills the request itself.
-  std::string prefill_fallback = "off";
 
   // Client-facing security. api_key guards the inference endpoints (Bearer); admin_token guards
   // /instances/* and /reset_prefix_cache, which without it answer loopback clients only.

@@ -74,11 +74,7 @@ std::vector<std::pair<const char*, std::string>> restart_settings(const config& 
       {"cache-balance-rel-threshold", text(c.routing.cache_balance_rel_threshold)},
       {"cache-max-entries", std::to_string(c.routing.cache_max_entries)},
       {"hash-balance-factor", text(c.routing.hash_balance_factor)},
-      {"scrape-interval", text(c.scrape_interval)},
-      {"kv-high", text(c.kv_high)},
-      {"max-metrics-bytes", std::to_string(c.max_metrics_bytes)},
       {"max-prefill-answer-bytes", std::to_string(c.max_prefill_answer_bytes)},
-      {"prefill-fallback", c.prefill_fallback},
       {"api-key", c.api_key},
       {"admin-token", c.admin_token},
   };

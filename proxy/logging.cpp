@@ -130,6 +130,9 @@ void log_access(const access_record& r) {
       out += "\"ttft_ms\":null,";
     }
     out += fmt::format("\"duration_ms\":{:.3f},\"events\":{},", ms(r.duration_seconds), r.events);
+    append_json_string(out, "prefill_route", r.prefill_route);
+    append_json_string(out, "decode_route", r.decode_route);
+    out += fmt::format("\"predicted_tokens\":{},", r.predicted_tokens);
     append_json_string(out, "ending", r.ending);
     out.pop_back();  // the last field's comma
     logger->info(out);
@@ -138,11 +141,13 @@ void log_access(const access_record& r) {
   auto dash = [](std::string_view s) { return s.empty() ? std::string_view("-") : s; };
   logger->info(
       "[{}] access client={} method={} endpoint={} status={} prefiller={} decoder={} "
-      "prompt_bytes={} ttft_ms={} duration_ms={:.3f} events={} ending={}",
+      "prompt_bytes={} ttft_ms={} duration_ms={:.3f} events={} ending={} prefill_route={} "
+      "decode_route={} predicted_tokens={}",
       dash(r.id), dash(r.client), dash(r.method), dash(r.endpoint), r.status, dash(r.prefiller),
       dash(r.decoder), r.prompt_bytes,
       r.ttft_seconds ? fmt::format("{:.3f}", ms(*r.ttft_seconds)) : std::string("-"),
-      ms(r.duration_seconds), r.events, r.ending);
+      ms(r.duration_seconds), r.events, r.ending, dash(r.prefill_route), dash(r.decode_route),
+      r.predicted_tokens);
 }
 
 }  // namespace glm::proxy

@@ -25,6 +25,9 @@ struct access_record {
   std::optional<double> ttft_seconds;  // streams: arrival to first decode byte written
   double duration_seconds = 0;
   std::uint64_t events = 0;          // SSE events relayed
+  std::string_view prefill_route;    // why the last prefiller was chosen (balancer::route_reason)
+  std::string_view decode_route;     // why the last decoder was chosen
+  std::size_t predicted_tokens = 0;  // cache_aware: prompt tokens predicted cached on the prefiller
   std::string_view ending = "done";  // to_string(request_ending): see end()
 
   void end(request_ending how) { ending = to_string(how); }

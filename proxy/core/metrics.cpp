@@ -211,8 +211,40 @@ std::string metrics::serialize(const balancer::balancer& lb) const {
                           "Times the backend was taken out of rotation after consecutive "
                           "failures, re-ejections after a failed probe included",
                           backends);
+  // Routing: read from the balancer like the gauges above (it keeps the counts under its lock).
+  auto& decisions =
+      named(prometheus::BuildCounter(), "glm_proxy_route_decisions_total",
+            "Backend choices by role, policy and reason (README \"Routing\")", backends);
+  for (const auto& d : lb.route_decisions()) {
+    decisions
+        .Add({{"role", role_label(d.kind)},
+              {"policy", std::string(balancer::to_string(d.policy))},
+              {"reason", std::string(balancer::to_string(d.reason))}})
+        .Increment(static_cast<double>(d.count));
+  }
+  auto& prompt_tokens =
+      named(prometheus::BuildCounter(), "glm_proxy_prefill_prompt_tokens_total",
+            "Prompt tokens the prefiller reported in its answers' usage", backends);
+  auto& cached_tokens = named(prometheus::BuildCounter(), "glm_proxy_prefill_cached_tokens_total",
+                              "Prompt tokens the prefiller reported found in its prefix cache "
+                              "(usage.prompt_tokens_details.cached_tokens)",
+                              backends);
+  auto& mispredictions =
+      named(prometheus::BuildCounter(), "glm_proxy_prefix_mispredictions_total",
+            "Prefill answers that showed fewer cached tokens than confirmed prefix-index entries "
+            "predicted",
+            backends);
+  auto& index_entries = named(prometheus::BuildGauge(), "glm_proxy_prefix_index_entries",
+                              "Prefix blocks cache_aware remembers on the backend", backends);
   for (const auto& i : snapshot) {
     prometheus::Labels labels{{"role", role_label(i.kind)}, {"backend", i.address.to_string()}};
+    if (i.kind == balancer::role::prefill) {
+      prometheus::Labels backend{{"backend", i.address.to_string()}};
+      prompt_tokens.Add(backend).Increment(static_cast<double>(i.prompt_tokens));
+      cached_tokens.Add(backend).Increment(static_cast<double>(i.cached_tokens));
+      mispredictions.Add(backend).Increment(static_cast<double>(i.mispredictions));
+      index_entries.Add(backend).Set(static_cast<double>(i.prefix_entries));
+    }
     inflight.Add(labels).Set(static_cast<double>(i.inflight));
     load.Add(labels).Set(i.kind == balancer::role::prefill
                              ? i.active_tokens + 0.3 * i.active_kv_cache

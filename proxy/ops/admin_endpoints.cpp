@@ -125,10 +125,18 @@ net::awaitable<admin_endpoints::response> admin_endpoints::reset_prefix_cache(
   auto decoders = active(ctx_.lb, role::decode);
   instances.insert(instances.end(), decoders.begin(), decoders.end());
   std::vector<std::string> failed;
-  for (const auto& to : instances) {
+  const auto prefillers = instances.size() - decoders.size();
+  for (std::size_t k = 0; k < instances.size(); ++k) {
+    const auto& to = instances[k];
     auto answer = co_await call_backend(to, http::verb::post, target, {},
                                         seconds(ctx_.cfg.connect_timeout + 10));
-    if (!answer.ok()) failed.push_back("http://" + to.to_string());
+    if (!answer.ok()) {
+      failed.push_back("http://" + to.to_string());
+      continue;
+    }
+    // Its cache is empty now: cache_aware must stop predicting hits there. An instance whose
+    // reset failed keeps its entries, since its cache was kept too.
+    ctx_.lb.reset_prefix_cache(k < prefillers ? role::prefill : role::decode, to);
   }
   if (failed.empty()) {
     response res{http::status::ok, 11};

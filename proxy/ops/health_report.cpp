@@ -63,7 +63,9 @@ std::string health_report(const balancer::balancer& lb) {
   return R"({"status":")" + std::string(in_rotation[0] && in_rotation[1] ? "ok" : "degraded") +
          R"(","prefill_instances":)" + std::to_string(counts[0]) + R"(,"decode_instances":)" +
          std::to_string(counts[1]) + R"(,"request_num":)" + std::to_string(lb.request_num()) +
-         R"(,"instances":)" + list + "}";
+         R"(,"prefill_policy":")" + std::string(balancer::to_string(lb.routing().prefill_policy)) +
+         R"(","decode_policy":")" + std::string(balancer::to_string(lb.routing().decode_policy)) +
+         R"(","instances":)" + list + "}";
 }
 
 }  // namespace glm::proxy

@@ -40,14 +40,55 @@ backend_attempts::backend_attempts(proxy_context& ctx, balancer::request_lease& 
       client_gone_(client_gone),
       drained_(drained) {}
 
+balancer::route_request backend_attempts::route_for(role r, const protocol::client_request& body) {
+  const auto policy =
+      r == role::prefill ? ctx_.lb.routing().prefill_policy : ctx_.lb.routing().decode_policy;
+  const auto header = [this](std::string_view name) -> std::string_view {
+    auto it = client_request_.find(name);
+    if (it == client_request_.end()) return {};
+    return {it->value().data(), it->value().size()};
+  };
+  const std::string_view session = header("X-Session-Id");
+  // A recompute's re-prefill is a body of its own; it goes back to the prefiller that has the
+  // prompt cached while that one is eligible.
+  const bool recompute = body.body.data() != client_request_.body().data();
+  const bool blocks = policy == balancer::route_policy::cache_aware;
+  if (policy != balancer::route_policy::consistent_hash && !blocks) {
+    balancer::route_request plain;
+    plain.session_key = session;
+    plain.recompute = recompute;
+    return plain;
+  }
+  if (digest_of_ != body.body.data() || (blocks && !digest_blocks_)) {
+    const protocol::route_headers headers{session, header("X-User-Id")};
+    if (blocks) {
+      protocol::prefix_hasher::digest(body, headers, digest_);
+    } else {
+      digest_ = {};
+      digest_.routing_key = protocol::prefix_hasher::routing_key(body, headers);
+    }
+    digest_of_ = body.body.data();
+    digest_blocks_ = blocks;
+  }
+  return balancer::to_route_request(digest_, session, recompute);
+}
+
 std::optional<balancer::backend_address> backend_attempts::choose(
     role r, const protocol::client_request& body) {
-  // The routing decision of each role is made here and only here: the client's headers
-  // (client_request_) and its parsed body are at hand for a policy that wants them.
-  (void)body;
-  auto to = r == role::prefill ? lease_.choose_prefiller() : lease_.choose_decoder();
-  if (to) (r == role::prefill ? record_.prefiller : record_.decoder) = to->to_string();
-  return to;
+  // The routing decision of each role is made here and only here.
+  const auto request = route_for(r, body);
+  auto choice =
+      r == role::prefill ? lease_.choose_prefiller(request) : lease_.choose_decoder(request);
+  if (!choice) return std::nullopt;
+  if (r == role::prefill) {
+    record_.prefiller = choice->address.to_string();
+    record_.prefill_route = balancer::to_string(choice->reason);
+    record_.predicted_tokens = choice->predicted_tokens;
+  } else {
+    record_.decoder = choice->address.to_string();
+    record_.decode_route = balancer::to_string(choice->reason);
+  }
+  return std::move(choice->address);
 }
 
 net::awaitable<call_result> backend_attempts::call(role r, const protocol::client_request& body,
@@ -76,8 +117,16 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
       co_return result;
     }
     if (!failure) {
-      // A prefill's usage (result.prefill) is known from here on.
-      r == role::prefill ? lease_.prefill_succeeded() : lease_.decode_succeeded();
+      if (r == role::prefill) {
+        lease_.prefill_succeeded();
+        // The prefiller's own count of its prompt and of what it found cached: it confirms or
+        // corrects what cache_aware predicted. An answer without usage teaches nothing.
+        if (result.prefill.prompt_tokens) {
+          lease_.prefill_usage(*result.prefill.prompt_tokens, result.prefill.cached_tokens);
+        }
+      } else {
+        lease_.decode_succeeded();
+      }
       result.how = call_result::ending::answered;
       result.backend = to;
       co_return result;
@@ -133,11 +182,20 @@ net::awaitable<std::optional<backend_failure>> backend_attempts::judge(
                          : std::chrono::steady_clock::now() + seconds(ctx_.cfg.stream_idle_timeout);
   std::string body;
   auto ec = co_await up.read_body(
-      body, ok ? ctx_.cfg.max_body_bytes : std::min(ctx_.cfg.max_body_bytes, max_error_body),
+      body,
+      ok ? ctx_.cfg.max_prefill_answer_bytes : std::min(ctx_.cfg.max_body_bytes, max_error_body),
       deadline);
   if (!ec) up.recycle(to);
   // A broken error body still leaves the status to report.
   if (!ok) co_return backend_failure::status(r, to, status, std::move(body));
+  // A prefill answer is one token and kv_transfer_params; one past the cap is broken, and is
+  // retried elsewhere like any garbled answer rather than buffered whole.
+  if (ec == http::error::body_limit) {
+    co_return backend_failure::bad_answer(r, to,
+                                          "answer larger than --max-prefill-answer-bytes (" +
+                                              std::to_string(ctx_.cfg.max_prefill_answer_bytes) +
+                                              ")");
+  }
   if (ec) co_return backend_failure::transport(r, to, ec);
   const std::string backend = to.to_string();
   ctx_.stats.prefill_duration(

@@ -8,6 +8,7 @@
 #include "balancer/request_lease.hpp"
 #include "protocol/client_request.hpp"
 #include "protocol/prefill_result.hpp"
+#include "protocol/prefix_hasher.hpp"
 #include "proxy/core/access_record.hpp"
 #include "proxy/core/asio.hpp"
 #include "proxy/core/proxy_context.hpp"
@@ -59,6 +60,10 @@ class backend_attempts {
                                    upstream_exchange& up);
 
  private:
+  // What the role's policy routes on: nothing for least_loaded and round_robin, the routing key
+  // for consistent_hash, the chained prefix blocks for cache_aware. Hashed once per body and
+  // outside the balancer's lock.
+  balancer::route_request route_for(balancer::role role, const protocol::client_request& body);
   // The instance for the next attempt of `role`; charges it to the lease.
   std::optional<balancer::backend_address> choose(balancer::role role,
                                                   const protocol::client_request& body);
@@ -82,6 +87,9 @@ class backend_attempts {
   std::string_view target_;
   const bool& client_gone_;
   const bool& drained_;
+  protocol::prefix_digest digest_;   // of the body digest_of_ points at
+  const char* digest_of_ = nullptr;  // that body's first byte; a recompute's body is another
+  bool digest_blocks_ = false;       // digest_ has its blocks, not only the routing key
 };
 
 }  // namespace glm::proxy

@@ -42,6 +42,7 @@ TEST_CASE("kv_transfer_params is copied verbatim", "[prefill_result]") {
     prefill_result r = parse_ok(mooncake_body);
     CHECK(r.kv_transfer_params == mooncake_kv);
     CHECK(r.cached_tokens == 0);
+    CHECK(r.prompt_tokens == std::optional<std::int64_t>(9));
   }
   SECTION("NIXL") {
     const std::string kv =
@@ -53,6 +54,7 @@ TEST_CASE("kv_transfer_params is copied verbatim", "[prefill_result]") {
                  R"( , "usage": {"prompt_tokens_details": {"cached_tokens": 128}}})");
     CHECK(r.kv_transfer_params == kv);
     CHECK(r.cached_tokens == 128);
+    CHECK_FALSE(r.prompt_tokens.has_value());  // usage without prompt_tokens teaches nothing
   }
   SECTION("trailing whitespace is not part of the value") {
     CHECK(parse_ok("{\"kv_transfer_params\" :\n {\"a\":[1, 2]} \r\n\t}").kv_transfer_params ==
@@ -175,4 +177,17 @@ TEST_CASE("prefill result feeds the decode body", "[prefill_result][splicer]") {
   CHECK(request_splicer::decode_body(req, result.kv_transfer_params) ==
         R"({"model":"qwen","prompt":"Hello","max_tokens":16,"stream":true,"kv_transfer_params":)" +
             mooncake_kv + "}");
+}
+
+TEST_CASE("usage.prompt_tokens is read for cache-aware routing", "[prefill_result]") {
+  CHECK(parse_ok(R"({"usage":{"prompt_tokens_details":{"cached_tokens":64},"prompt_tokens":300}})")
+            .prompt_tokens == std::optional<std::int64_t>(300));
+  CHECK(parse_ok(R"({"usage":{"prompt_tokens":300,"prompt_tokens_details":{"cached_tokens":64}}})")
+            .cached_tokens == 64);
+  CHECK_FALSE(parse_ok(R"({"usage":null})").prompt_tokens.has_value());
+  CHECK_FALSE(parse_ok(R"({"usage":{"prompt_tokens":"300"}})").prompt_tokens.has_value());
+  CHECK_FALSE(parse_ok(R"({"kv_transfer_params":{"a":1}})").prompt_tokens.has_value());
+  // A later usage replaces an earlier one, as Python's json keeps the last duplicate.
+  CHECK_FALSE(
+      parse_ok(R"({"usage":{"prompt_tokens":5},"usage":{"completion_tokens":1}})").prompt_tokens);
 }
