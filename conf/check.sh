@@ -116,7 +116,10 @@ FLAGS = {
     "header-timeout": (int, float), "drain-timeout": (int, float), "max-body-bytes": int,
     "max-connections": int, "max-inflight": int, "queue-timeout": (int, float),
     "eject-after": int, "eject-seconds": (int, float), "api-key": str, "admin-token": str,
-    "reuse-port": bool,
+    "reuse-port": bool, "prefill-policy": str, "decode-policy": str,
+    "cache-threshold": (int, float), "cache-balance-abs-threshold": (int, float),
+    "cache-balance-rel-threshold": (int, float), "cache-max-entries": int,
+    "hash-balance-factor": (int, float), "max-prefill-answer-bytes": int,
 }
 POSITIVE = {"connect-timeout", "prefill-timeout", "stream-idle-timeout", "client-write-timeout",
             "header-timeout", "max-body-bytes"}
