@@ -106,11 +106,22 @@ std::optional<std::chrono::steady_clock::time_point> balancer::next_probe_time()
 balancer::remove_result balancer::remove(role kind, const std::vector<backend_address>& addrs) {
   std::lock_guard lock(mutex_);
   remove_result result;
+  const auto named = [&](const instance& i) {
+    return i.kind == kind && std::any_of(addrs.begin(), addrs.end(), [&](const backend_address& a) {
+             return i.address.same_as(a);
+           });
+  };
+  // A pending instance (added, not yet probed in) carries no request: it goes at once, so a
+  // mistyped /instances/add can be taken back. A probe of it still under way finds no instance
+  // and its result is ignored.
+  std::erase_if(instances_, [&](const instance& i) {
+    if (i.state != lifecycle::pending || !named(i)) return false;
+    result.removed.push_back(i.address);
+    return true;
+  });
+  const std::size_t cancelled = result.removed.size();
   for (auto& i : instances_) {
-    if (i.kind != kind) continue;
-    const bool match = std::any_of(addrs.begin(), addrs.end(),
-                                   [&](const backend_address& a) { return i.address.same_as(a); });
-    if (!match) continue;
+    if (!named(i)) continue;
     const auto next = transition::isolate(i.state);
     if (!next) continue;
     i.state = *next;
@@ -120,7 +131,7 @@ balancer::remove_result balancer::remove(role kind, const std::vector<backend_ad
   // Erasing an instance a lease still holds would be safe (its release finds nothing), but the
   // reference answers "isolated" while requests are in flight, and keeping the instance keeps the
   // load those requests still carry visible in /metrics until they drain.
-  result.isolated = request_num_ > 0 && !result.removed.empty();
+  result.isolated = request_num_ > 0 && result.removed.size() > cancelled;
   if (request_num_ == 0) {
     std::erase_if(instances_, [](const instance& i) { return i.state == lifecycle::isolated; });
   }

@@ -232,6 +232,24 @@ class InstanceTests(ParityCase):
         h = healthcheck(port)
         return h["prefill_instances"], h["decode_instances"]
 
+    def test_remove_takes_back_a_pending_instance(self):
+        # A mistyped /instances/add (nothing listens there) is pending while its probes fail;
+        # /instances/remove cancels it at once instead of answering 404 until they give up.
+        c = self.small_cluster()
+        typo = addr(closed_port())
+        status, h, body = post_json(c.port, "/instances/add",
+                                    {"type": "prefill", "instances": [typo]})
+        self.assertEqual(status, 200, body)
+        pending = [i for i in healthcheck(c.port)["instances"] if i["state"] == "pending"]
+        self.assertEqual([i["address"] for i in pending], [typo])
+        status, h, body = post_json(c.port, "/instances/remove",
+                                    {"type": "prefill", "instances": [typo]})
+        self.assertEqual(status, 200, body)
+        self.assertIn("are removed", strict_loads(body)["message"])
+        self.assertEqual([i for i in healthcheck(c.port)["instances"] if i["state"] == "pending"],
+                         [])
+        self.assertEqual(self.counts(c.port), (1, 1))
+
     def test_add_decoder_string_form_then_used(self):
         c = self.small_cluster()
         new = self.spawn_mock(name="decode-new")

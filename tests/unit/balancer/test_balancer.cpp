@@ -658,6 +658,19 @@ TEST_CASE("pending instances are probed on the injected clock", "[balancer]") {
   CHECK(b.active_count(role::decode) == 1);
   CHECK(b.instances().size() == 2);  // pending ones are not instances yet
 
+  SECTION("/instances/remove takes a pending instance back at once, its probe result ignored") {
+    auto probes = b.due_probes();
+    REQUIRE(probes.size() == 1);
+    auto removed = b.remove(role::decode, addrs({"d:2"}));
+    CHECK(removed.removed == addrs({"d:2"}));
+    CHECK_FALSE(removed.isolated);
+    CHECK(b.pending(role::decode).empty());
+    b.probe_result(probes[0].pending_id, true);  // the probe that was under way succeeds
+    CHECK(b.active_count(role::decode) == 1);
+    CHECK(b.instances().size() == 2);
+    CHECK(b.due_probes().empty());
+  }
+
   SECTION("due at once, and not again while the probe is outstanding") {
     CHECK(b.next_probe_time() == now);
     auto probes = b.due_probes();
