@@ -172,7 +172,8 @@ class AnswerTests(BaseCase):
         h = strict_loads(body)
         instances = h.pop("instances")
         self.assertEqual(h, {"status": "ok", "prefill_instances": 2, "decode_instances": 2,
-                             "request_num": 0})
+                             "request_num": 0, "prefill_policy": "least_loaded",
+                             "decode_policy": "least_loaded"})
         expected = [{"role": role, "address": f"127.0.0.1:{port}", "state": "active",
                      "inflight": 0, "consecutive_failures": 0, "ejections": 0}
                     for role, ports in (("prefill", self.cluster.prefill_ports),
@@ -185,7 +186,8 @@ class AnswerTests(BaseCase):
         h = healthcheck(c.port)
         self.assertEqual({k: v for k, v in h.items() if k != "instances"},
                          {"status": "ok", "prefill_instances": 1, "decode_instances": 3,
-                          "request_num": 0})
+                          "request_num": 0, "prefill_policy": "least_loaded",
+                          "decode_policy": "least_loaded"})
         self.assertEqual([(i["role"], i["state"]) for i in h["instances"]],
                          [("prefill", "active")] + [("decode", "active")] * 3)
 

@@ -44,11 +44,12 @@ TEST_CASE("health_report keeps the reference fields and lists every instance", "
   balancer b(addrs({"p:1"}), addrs({"d:1", "[::1]:2"}), {}, [&now] { return now; });
   auto lease = b.begin_request(10);
   REQUIRE(lease.choose_decoder());
-  CHECK(health_report(b) ==
-        R"({"status":"ok","prefill_instances":1,"decode_instances":2,"request_num":1,)"
-        R"("instances":[)" +
-            active("prefill", "p:1") + "," + active("decode", "d:1", 1) + "," +
-            active("decode", "[::1]:2") + "]}");
+  CHECK(
+      health_report(b) ==
+      R"({"status":"ok","prefill_instances":1,"decode_instances":2,"request_num":1,"prefill_policy":"least_loaded","decode_policy":"least_loaded",)"
+      R"("instances":[)" +
+          active("prefill", "p:1") + "," + active("decode", "d:1", 1) + "," +
+          active("decode", "[::1]:2") + "]}");
 }
 
 TEST_CASE("health_report shows ejection, probing, isolation and pending instances", "[health]") {
@@ -61,7 +62,7 @@ TEST_CASE("health_report shows ejection, probing, isolation and pending instance
   fail_decoder(b, 3);
   now += 1250ms;
   const std::string prefix =
-      R"({"status":"degraded","prefill_instances":1,"decode_instances":1,"request_num":0,)"
+      R"({"status":"degraded","prefill_instances":1,"decode_instances":1,"request_num":0,"prefill_policy":"least_loaded","decode_policy":"least_loaded",)"
       R"("instances":[)" +
       active("prefill", "p:1") + ",";
   CHECK(health_report(b) ==
@@ -77,20 +78,22 @@ TEST_CASE("health_report shows ejection, probing, isolation and pending instance
   auto holder = b.begin_request(10);
   REQUIRE(holder.choose_prefiller());
   REQUIRE(b.remove(role::decode, addrs({"d:1"})).isolated);
-  CHECK(health_report(b) ==
-        R"({"status":"degraded","prefill_instances":1,"decode_instances":0,"request_num":1,)"
-        R"("instances":[)" +
-            active("prefill", "p:1", 1) + "," +
-            R"({"role":"decode","address":"d:1","state":"isolated","inflight":0,)"
-            R"("consecutive_failures":3,"ejections":1},)"
-            R"({"role":"decode","address":"d:9","state":"pending","inflight":0,)"
-            R"("consecutive_failures":0,"ejections":0}]})");
+  CHECK(
+      health_report(b) ==
+      R"({"status":"degraded","prefill_instances":1,"decode_instances":0,"request_num":1,"prefill_policy":"least_loaded","decode_policy":"least_loaded",)"
+      R"("instances":[)" +
+          active("prefill", "p:1", 1) + "," +
+          R"({"role":"decode","address":"d:1","state":"isolated","inflight":0,)"
+          R"("consecutive_failures":3,"ejections":1},)"
+          R"({"role":"decode","address":"d:9","state":"pending","inflight":0,)"
+          R"("consecutive_failures":0,"ejections":0}]})");
 }
 
 TEST_CASE("health_report is degraded when a role has no instance at all", "[health]") {
   balancer b(addrs({"p:1"}), {});
-  CHECK(health_report(b) ==
-        R"({"status":"degraded","prefill_instances":1,"decode_instances":0,"request_num":0,)"
-        R"("instances":[)" +
-            active("prefill", "p:1") + "]}");
+  CHECK(
+      health_report(b) ==
+      R"({"status":"degraded","prefill_instances":1,"decode_instances":0,"request_num":0,"prefill_policy":"least_loaded","decode_policy":"least_loaded",)"
+      R"("instances":[)" +
+          active("prefill", "p:1") + "]}");
 }
