@@ -4,9 +4,9 @@
 
 #include "proxy/front/connection_refusal.hpp"
 #include "proxy/front/http_session.hpp"
-#include "proxy/upstream/upstream_pool.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/reuse_port_steering.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
 
 namespace glm::proxy {
 namespace {

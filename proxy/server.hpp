@@ -6,9 +6,9 @@
 
 #include "balancer/balancer.hpp"
 #include "proxy/config.hpp"
+#include "proxy/config_reload.hpp"
 #include "proxy/core/asio.hpp"
 #include "proxy/core/inflight_gate.hpp"
-#include "proxy/config_reload.hpp"
 #include "proxy/core/proxy_context.hpp"
 #include "proxy/front/connection_gate.hpp"
 #include "proxy/ops/instance_prober.hpp"
