@@ -244,6 +244,10 @@ class EjectionLogTests(FaultCase):
                                 body=json.dumps(completion(2, False)).encode(),
                                 headers={"X-Request-Id": "eject-2"})
         self.assertEqual(code, 503, body)
+        # The access line is written after the answer is sent: wait for it, then compare order.
+        wait_until(lambda: any(o.get("type") == "access" and o.get("request_id") == "eject-2"
+                               for o in log_messages(p)), 10,
+                   message="no access line for the refused request")
         objects = log_messages(p)
         ejected = next(i for i, o in enumerate(objects) if "ejected" in o.get("msg", ""))
         self.assertEqual(objects[ejected]["level"], "warning")
