@@ -1,6 +1,7 @@
 #include "proxy/pd/drain_watch.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 
 namespace glm::proxy {
@@ -11,6 +12,30 @@ drain_watch& drain_watch::of(const net::any_io_executor& ex, double drain_timeou
   return watch;
 }
 
+namespace {
+
+// The moment the requests are ended, the same for every worker (steady_clock ticks; 0 = no signal
+// yet). With one moment per worker, a request in the --max-inflight line on worker B could take
+// the slot a request on worker A gave back when A's timer fired, before B's timer fired, and be
+// served after the drain had run out.
+std::atomic<std::chrono::steady_clock::rep> drain_deadline{0};
+
+std::chrono::steady_clock::time_point deadline_from(double drain_timeout, double margin) {
+  auto candidate =
+      std::chrono::steady_clock::now() + seconds(std::max(0.0, drain_timeout - margin));
+  std::chrono::steady_clock::rep unset = 0;
+  drain_deadline.compare_exchange_strong(unset, candidate.time_since_epoch().count());
+  return std::chrono::steady_clock::time_point(
+      std::chrono::steady_clock::duration(drain_deadline.load()));
+}
+
+bool past_drain_deadline() {
+  auto at = drain_deadline.load();
+  return at != 0 && std::chrono::steady_clock::now().time_since_epoch().count() >= at;
+}
+
+}  // namespace
+
 void drain_watch::arm(const net::any_io_executor& ex, double drain_timeout) {
   signals_.emplace(ex, SIGINT, SIGTERM);
   timer_.emplace(ex);
@@ -19,7 +44,7 @@ void drain_watch::arm(const net::any_io_executor& ex, double drain_timeout) {
   const double margin = std::min(0.25, drain_timeout / 4);
   signals_->async_wait([this, drain_timeout, margin](const error_code& ec, int) {
     if (ec) return;
-    timer_->expires_after(seconds(std::max(0.0, drain_timeout - margin)));
+    timer_->expires_at(deadline_from(drain_timeout, margin));
     timer_->async_wait([this](const error_code& tec) {
       if (!tec) expire();
     });
@@ -37,7 +62,8 @@ drain_watch::registration drain_watch::watch(std::function<void()> on_expiry) {
   registration r;
   r.watch_ = this;
   r.at_ = watchers_.insert(watchers_.end(), std::move(on_expiry));
-  if (expired_) (*r.at_)();
+  // Past the deadline a request admitted late (its worker's timer not yet run) ends at once too.
+  if (expired_ || past_drain_deadline()) (*r.at_)();
   return r;
 }
 

@@ -15,7 +15,8 @@ namespace glm::proxy {
 // silently.
 //
 // One per worker io_context, as an Asio service that waits for the signals itself (Asio tells
-// every signal_set of a signal), so the server's own drain loop needs no hook: the requests are
+// every signal_set of a signal), so the server's own drain loop needs no hook. The moment is one
+// for the whole process (the first worker to see the signal sets it): the requests are
 // ended `margin` before the server's deadline, which gives them time to write their last bytes;
 // their leases go back and the server then sees nothing in flight and stops as usual.
 //

@@ -224,8 +224,9 @@ class MaxInflightTests(LimitsCase):
         # Other endpoints are not limited.
         self.assertEqual(get(self.port, "/v1/models")[0], 200)
         self.assertEqual(healthcheck(self.port)["request_num"], 1)
-        m = self.scrape()
-        self.assertEqual(self.refusals(m, "max_inflight"), 2, m.text)
+        # A refusal is counted once its answer is written: the client can read it first.
+        self.wait_metric(lambda m: self.refusals(m, "max_inflight") == 2,
+                         "the two refusals were not counted")
 
         held.close()
         self.assert_all_released()
@@ -310,8 +311,8 @@ class QueueTests(LimitsCase):
         status, headers, payload = post_json(self.port, COMPLETIONS,
                                              {"prompt": "x", "max_tokens": 2})
         self.assert_503_retry(status, headers, payload)
-        m = self.scrape()
-        self.assertEqual(self.refusals(m, "max_inflight"), 1, m.text)
+        self.wait_metric(lambda m: self.refusals(m, "max_inflight") == 1,
+                         "the refusal was not counted")
         held.close()
         status, _, body = read_one_response(queued)
         self.assertEqual(status, 200, body)
@@ -351,8 +352,8 @@ class QueueTimeoutTests(LimitsCase):
                                              {"prompt": "x", "max_tokens": 2})
         error = self.assert_503_retry(status, headers, payload)
         self.assertIn("queue timeout", error["message"])
-        m = self.scrape()
-        self.assertEqual(self.refusals(m, "queue_timeout"), 1, m.text)
+        m = self.wait_metric(lambda m: self.refusals(m, "queue_timeout") == 1,
+                             "the queue timeout was not counted")
         self.assertEqual(m.value("glm_proxy_queued_requests"), 0, m.text)
         self.assertEqual(len(mock_requests(self.cluster.prefill_ports[0])), 1)
         held.close()

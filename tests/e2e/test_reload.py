@@ -126,11 +126,13 @@ class ReloadTests(unittest.TestCase):
                    message="no access line at INFO")
 
         self.write(path, self.toml([self.p0], [self.d0],
-                                   'log-level = "WARNING"\nworkers = 2\nmax-inflight = 7\n'
+                                   'log-level = "WARNING"\nmax-connections = 77\nmax-inflight = 7\n'
                                    'api-key = "sk-secret-value"\n'))
-        self.hup(proxy, "SIGHUP: log level INFO -> WARNING")
+        # The restart report is the last line a reload writes; the log level line comes before it.
+        self.hup(proxy, "need a restart to take effect")
         log = proxy.read_log()
-        self.assertIn("need a restart to take effect: workers 1 -> 2", log)
+        self.assertIn("SIGHUP: log level INFO -> WARNING", log)
+        self.assertIn("need a restart to take effect: max-connections 10000 -> 77", log)
         self.assertIn("max-inflight 0 -> 7", log)
         self.assertIn("api-key", log)
         self.assertNotIn("sk-secret-value", log)
