@@ -165,15 +165,17 @@ net::awaitable<answer> http_session::invoke(const route& r, http::request<http::
 net::awaitable<bool> http_session::finish(answer a, access_record& record, endpoint label,
                                           bool head,
                                           std::chrono::steady_clock::time_point started) {
+  // A refusal is counted when it is decided, before its answer goes out: a client (a health
+  // checker, a test) that has read a 401 or a 503 finds it in /metrics.
+  if (a.refused) {
+    ctx_.stats.refused(*a.refused);
+    record.end(ending_of(*a.refused));
+  }
   if (!a.written) {
     a.response.set("X-Request-Id", record.id);
     a.status = a.response.result_int();
     bool written = co_await write(a.response, head);
     a.keep_connection = written && a.response.keep_alive();
-  }
-  if (a.refused) {
-    ctx_.stats.refused(*a.refused);
-    record.end(ending_of(*a.refused));
   }
   const double duration =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

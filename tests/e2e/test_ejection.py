@@ -17,7 +17,8 @@ import unittest
 import harness
 from harness import (ClusterTestCase, closed_port, closed_ports, healthcheck, mock_stats,
                      post_json, stream, wait_until)
-from test_metrics import check_consistency, promtool_command, run_promtool, scrape
+from test_metrics import (check_consistency, promtool_command, run_promtool, scrape,
+                          scrape_after)
 
 COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
@@ -282,7 +283,7 @@ class AllPrefillersDeadTests(EjectionCase):
         self.assertEqual(statuses[-1], 503, statuses)
         for p in dead:
             self.assertEqual(self.instance(port, "prefill", p)["state"], "ejected")
-        before = scrape(port)
+        before = scrape_after(port, len(statuses))
 
         # Now no prefiller is contacted at all: a 503 at once, for streams and chat too.
         for body in ({"prompt": "x", "max_tokens": 2},
@@ -293,6 +294,7 @@ class AllPrefillersDeadTests(EjectionCase):
         status, h, raw = post_json(port, CHAT, {"messages": [{"role": "user", "content": "hi"}]})
         self.check_503(status, h, raw, eject_seconds)
 
+        scrape_after(port, len(statuses) + 3)
         after = self.assert_metrics_clean(port)
         self.assertEqual(after.total("glm_proxy_upstream_errors_total"),
                          before.total("glm_proxy_upstream_errors_total"), after.text)

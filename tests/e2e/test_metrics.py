@@ -202,6 +202,23 @@ def scrape(port):
     return Metrics(body.decode("utf-8"))
 
 
+def scrape_after(port, answered, timeout=10.0):
+    """A scrape once `answered` non-/metrics requests have been counted. A request is counted
+    after its answer is written, so a client can read its answer before the counters move; with
+    --workers 2 (the TSan stage) the scrape may even be served first by the other worker."""
+    last = {}
+
+    def counted():
+        last["m"] = scrape(port)
+        m = last["m"]
+        return (m.total("glm_proxy_requests_total")
+                - m.total("glm_proxy_requests_total", endpoint="/metrics")) >= answered
+
+    wait_until(counted, timeout, message=f"{answered} answers were not counted",
+               describe=lambda: last["m"].text if "m" in last else None)
+    return last["m"]
+
+
 # --------------------------------------------------------------------------------------------
 # promtool
 
