@@ -78,6 +78,17 @@ struct metrics::families {
             "Requests and connections answered with an error before any backend was asked, by "
             "reason",
             registry);
+  Family<Counter>& scrape_errors =
+      named(prometheus::BuildCounter(), "glm_proxy_backend_scrape_errors_total",
+            "Reads of a backend's /metrics that gave no usable sample, by role, backend and "
+            "reason",
+            registry);
+  Counter& prefill_fallbacks =
+      named(prometheus::BuildCounter(), "glm_proxy_prefill_fallbacks_total",
+            "Requests decoded without a prefill because no prefiller could serve them "
+            "(--prefill-fallback decode)",
+            registry)
+          .Add({});
   Gauge& gate_inflight =
       named(prometheus::BuildGauge(), "glm_proxy_inflight_requests",
             "Completion requests holding a --max-inflight slot (0 without the limit)", registry)
@@ -185,6 +196,17 @@ void metrics::refused(refusal_reason reason) {
   f_->refusals.Add({{"reason", std::string(to_string(reason))}}).Increment();
 }
 
+void metrics::scrape_error(balancer::role role, const std::string& backend,
+                           std::string_view reason) {
+  f_->scrape_errors
+      .Add({{"role", role_label(role)}, {"backend", backend}, {"reason", std::string(reason)}})
+      .Increment();
+}
+
+void metrics::prefill_fallback() {
+  f_->prefill_fallbacks.Increment();
+}
+
 void metrics::inflight_gate_state(std::size_t inflight, std::size_t waiting) {
   f_->gate_inflight.Set(static_cast<double>(inflight));
   f_->gate_waiting.Set(static_cast<double>(waiting));
@@ -251,6 +273,27 @@ std::string metrics::serialize(const balancer::balancer& lb) const {
                              : i.active_tokens);
     healthy.Add(labels).Set(i.isolated || i.ejected ? 0 : 1);
     ejections.Add(labels).Increment(static_cast<double>(i.ejections_total));
+  }
+  // Load from the engines: only while scraping is on, so a proxy without it exports what it did.
+  if (lb.engine_options().interval.count() > 0) {
+    auto& reported = named(prometheus::BuildGauge(), "glm_proxy_backend_reported",
+                           "What the backend's /metrics last reported: running and waiting "
+                           "requests, KV cache usage (0..1)",
+                           backends);
+    auto& up =
+        named(prometheus::BuildGauge(), "glm_proxy_backend_metrics_up",
+              "1 when the last read of the backend's /metrics gave a usable sample", backends);
+    for (const auto& i : snapshot) {
+      const std::string role = role_label(i.kind), backend = i.address.to_string();
+      up.Add({{"role", role}, {"backend", backend}}).Set(i.engine_up ? 1 : 0);
+      if (!i.engine) continue;
+      auto signal = [&](const char* name, double value) {
+        reported.Add({{"role", role}, {"backend", backend}, {"signal", name}}).Set(value);
+      };
+      signal("running", static_cast<double>(i.engine->running));
+      signal("waiting", static_cast<double>(i.engine->waiting));
+      signal("kv_usage", i.engine->kv_usage);
+    }
   }
   auto backend_families = backends.Collect();
   collected.insert(collected.end(), backend_families.begin(), backend_families.end());
