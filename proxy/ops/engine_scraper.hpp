@@ -1,13 +1,14 @@
 #pragma once
 
 #include <cstdint>
-#include <set>
+#include <map>
 #include <string>
 #include <string_view>
 
 #include "balancer/balancer.hpp"
 #include "proxy/core/asio.hpp"
 #include "proxy/core/proxy_context.hpp"
+#include "proxy/ops/metrics_fetch.hpp"
 
 namespace glm::proxy {
 
@@ -31,7 +32,7 @@ namespace glm::proxy {
 //
 // Not thread-safe: run() and the scrapes it starts use one executor. Lifetime: the scraper and
 // the context must outlive that executor's io_context, whose destruction destroys the frames of
-// scrapes still under way (they take themselves off busy_).
+// scrapes still under way (each marks its entry idle: targets_ must still exist).
 class engine_scraper {
  public:
   explicit engine_scraper(proxy_context& ctx) : ctx_(ctx) {}
@@ -39,21 +40,22 @@ class engine_scraper {
   // Runs until the executor stops; returns at once when scraping is off (--scrape-interval 0).
   net::awaitable<void> run();
 
-  // The label of glm_proxy_backend_scrape_errors_total for a transport failure of a scrape.
-  static std::string_view reason_of(const error_code& ec);
-
  private:
-  net::awaitable<void> scrape(balancer::scrape_target target);
-  // Fetches the body into `body`; the empty string when it worked, else the error's reason.
-  net::awaitable<std::string> fetch(const balancer::backend_address& to,
-                                    std::chrono::steady_clock::time_point deadline,
-                                    std::string& body);
-  void failed(const balancer::scrape_target& target, std::string_view reason,
+  // What is kept per instance between scrapes.
+  struct target_state {
+    metrics_fetch fetch;  // its buffers
+    bool busy = false;    // a scrape is under way
+    bool warned = false;  // a failure was logged at WARNING since the last success
+  };
+
+  net::awaitable<void> scrape(balancer::scrape_target target, target_state& state);
+  void failed(const balancer::scrape_target& target, target_state& state, std::string_view reason,
               const std::string& detail);
 
   proxy_context& ctx_;
-  std::set<std::uint64_t> busy_;    // targets with a scrape under way
-  std::set<std::uint64_t> warned_;  // targets whose failure was logged at WARNING
+  // By instance id (never reused). A std::map: a scrape holds a reference to its entry while
+  // others are added. An entry goes once its instance is gone and no scrape of it is under way.
+  std::map<std::uint64_t, target_state> targets_;
 };
 
 }  // namespace glm::proxy

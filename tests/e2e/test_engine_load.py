@@ -16,7 +16,9 @@ import unittest
 from harness import (ClusterTestCase, closed_ports, get, healthcheck, mock_requests,
                      mock_stats, post_json, start_mock, start_proxy, stream, wait_until)
 
-INTERVAL = "0.1"
+# Short enough to keep the file fast, long enough that a scrape's deadline (0.8 x interval) holds
+# on a loaded 2-core machine: a report goes stale only after three intervals without a good one.
+INTERVAL = "0.25"
 SCRAPE = ("--scrape-interval", INTERVAL)
 COMPLETIONS = "/v1/completions"
 
@@ -160,8 +162,9 @@ class FaultTest(EngineLoadCase):
                    describe=lambda: healthcheck(self.port))
         self.assertEqual(metric(self.port, "glm_proxy_backend_metrics_up", role="prefill",
                                 backend=backend(p0)), 0)
-        self.assertEqual(metric(self.port, "glm_proxy_backend_metrics_up", role="prefill",
-                                backend=backend(p1)), 1)
+        wait_until(lambda: metric(self.port, "glm_proxy_backend_metrics_up", role="prefill",
+                                  backend=backend(p1)) == 1,
+                   message=f"{backend(p1)} does not read as up")
         before = self.served([p0, p1], "prefill")
         self.send(20)
         after = self.served([p0, p1], "prefill")
