@@ -48,7 +48,8 @@ class metrics {
   // A request or connection answered with an error before any backend was asked.
   void refused(refusal_reason reason);
   // A scrape of a backend's /metrics that gave no usable sample; `reason` is a short word
-  // (engine_scraper::reason_of, protocol::to_string(engine_metrics_error)).
+  // (metrics_fetch::reason_of, protocol::to_string(engine_metrics_error)), each of which has a
+  // series per instance from the first scrape on.
   void scrape_error(balancer::role role, const std::string& backend, std::string_view reason);
   // A request decoded without a prefill (--prefill-fallback decode).
   void prefill_fallback();

@@ -50,13 +50,18 @@ TEST_CASE("counts land on their typed labels") {
   CHECK(has(text, R"(glm_proxy_requests_total{code="404",endpoint="other"} 1)"));
 }
 
-TEST_CASE("the engines' reports are exported only while scraping is on") {
+TEST_CASE("the engines' reports have series from the start and show what was read") {
   metrics m;
   {
     balancer off({{"10.0.0.1", 6700}}, {{"10.0.0.3", 6800}});
     const std::string text = m.serialize(off);
-    CHECK(text.find("glm_proxy_backend_reported") == std::string::npos);
-    CHECK(text.find("glm_proxy_backend_metrics_up") == std::string::npos);
+    CHECK(has(
+        text,
+        R"(glm_proxy_backend_reported{backend="10.0.0.1:6700",role="prefill",signal="waiting"} 0)"));
+    CHECK(has(text, R"(glm_proxy_backend_metrics_up{backend="10.0.0.3:6800",role="decode"} 0)"));
+    CHECK(has(
+        text,
+        R"(glm_proxy_backend_scrape_errors_total{backend="10.0.0.3:6800",reason="missing_kv_usage",role="decode"} 0)"));
     CHECK(has(text, "glm_proxy_prefill_fallbacks_total 0"));
   }
   balancer::options opts;
