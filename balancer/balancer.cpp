@@ -37,6 +37,7 @@ balancer::instance balancer::make_instance(role kind, const backend_address& a, 
   i.address = a;
   i.address_hash = rendezvous_hash::of_address(a.to_string());
   i.state = state;
+  i.engine = engine_load(opts_.engine);
   if (policy_of(kind) == route_policy::cache_aware) {
     i.index = std::make_unique<prefix_index>(opts_.routing.cache_max_entries);
   }
@@ -110,6 +111,14 @@ std::vector<instance_snapshot> balancer::instances() const {
     s.mispredictions = i.mispredictions;
     s.prompt_tokens = i.prompt_tokens;
     s.cached_tokens = i.cached_tokens;
+    s.engine = i.engine.last_sample();
+    if (auto age = i.engine.sample_age(now)) {
+      s.engine_age_seconds = std::chrono::duration<double>(*age).count();
+    }
+    s.engine_fresh = i.engine.fresh_sample(now).has_value();
+    s.engine_up = i.engine.up();
+    s.engine_saturated = i.engine.saturated(now);
+    s.engine_failures_in_row = i.engine.failures_in_row();
     out.push_back(std::move(s));
   }
   return out;
@@ -163,18 +172,31 @@ void balancer::count(role kind, route_reason reason) {
   ++decisions_[role_index(kind) * route_reason_count + static_cast<std::size_t>(reason)];
 }
 
-void balancer::collect_candidates(role kind, const std::vector<std::uint64_t>& avoid,
+void balancer::collect_candidates(role kind, double score, time_point now,
+                                  const std::vector<std::uint64_t>& avoid,
                                   std::vector<instance*>& pool,
                                   std::vector<route_candidate>& candidates) {
+  // An engine's request this proxy did not send is weighed like the one being placed, in the
+  // unit of the role's score: a prefiller's load counts its kv-cache charge at 0.3.
+  const double unseen_weight = kind == role::prefill ? 0.3 * score : score;
   for (bool use_avoided : {false, true}) {
-    for (auto& i : instances_) {
+    auto eligible = [&](const instance& i) {
       // An ejected instance is not even a last resort: it failed eject_after requests in a row.
-      if (i.kind != kind || i.state != lifecycle::active) continue;
-      if (!use_avoided && std::find(avoid.begin(), avoid.end(), i.id) != avoid.end()) continue;
+      if (i.kind != kind || i.state != lifecycle::active) return false;
+      return use_avoided || std::find(avoid.begin(), avoid.end(), i.id) == avoid.end();
+    };
+    saturation_veto veto;
+    for (const auto& i : instances_) {
+      if (eligible(i)) veto.count(i.engine.saturated(now));
+    }
+    for (auto& i : instances_) {
+      if (!eligible(i) || veto.excludes(i.engine.saturated(now))) continue;
       pool.push_back(&i);
-      const double load =
+      const std::uint64_t unseen = i.engine.external_load(i.inflight, now);
+      double load =
           kind == role::prefill ? i.active_tokens + 0.3 * i.active_kv_cache : i.active_tokens;
-      candidates.push_back({i.address_hash, load, i.inflight, i.last_pick, i.index.get()});
+      if (unseen > 0) load += static_cast<double>(unseen) * unseen_weight;
+      candidates.push_back({i.address_hash, load, i.inflight + unseen, i.last_pick, i.index.get()});
     }
     if (!pool.empty() || avoid.empty()) break;
   }
@@ -183,11 +205,12 @@ void balancer::collect_candidates(role kind, const std::vector<std::uint64_t>& a
 std::optional<std::pair<std::uint64_t, route_choice>> balancer::choose(
     role kind, double score, const std::vector<std::uint64_t>& avoid, const route_request& req,
     std::optional<std::uint64_t> back_to, request_lease::prefix_ticket* ticket) {
+  const auto now = now_();
   std::lock_guard lock(mutex_);
   const route_policy policy = policy_of(kind);
   std::vector<instance*> pool;
   std::vector<route_candidate> candidates;
-  collect_candidates(kind, avoid, pool, candidates);
+  collect_candidates(kind, score, now, avoid, pool, candidates);
   if (pool.empty()) return std::nullopt;
 
   auto slot_of = [&](std::optional<std::uint64_t> id) -> std::optional<std::size_t> {
@@ -333,6 +356,25 @@ void balancer::eject(instance& i, time_point now, bool after_probe) {
   if (ejections_.size() < max_kept_ejections) {
     ejections_.push_back({i.kind, i.address, d, after_probe});
   }
+}
+
+std::vector<scrape_target> balancer::scrape_targets() const {
+  std::lock_guard lock(mutex_);
+  std::vector<scrape_target> out;
+  for (const auto& i : instances_) {
+    if (i.state != lifecycle::isolated) out.push_back({i.id, i.kind, i.address});
+  }
+  return out;
+}
+
+void balancer::engine_report(std::uint64_t id, const engine_sample& sample) {
+  std::lock_guard lock(mutex_);
+  if (instance* i = find(id)) i->engine.on_sample(sample);
+}
+
+void balancer::engine_scrape_failed(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  if (instance* i = find(id)) i->engine.on_scrape_failure();
 }
 
 void balancer::end_request() {

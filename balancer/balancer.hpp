@@ -14,6 +14,7 @@
 
 #include "balancer/backend_address.hpp"
 #include "balancer/ejection_backoff.hpp"
+#include "balancer/engine_load.hpp"
 #include "balancer/lifecycle.hpp"
 #include "balancer/prefix_index.hpp"
 #include "balancer/request_lease.hpp"
@@ -47,6 +48,20 @@ struct instance_snapshot {
   std::uint64_t prompt_tokens = 0;   // sums of the usage reported through prefill_usage(), every
                                      // policy: the real prefix-cache hit ratio
   std::uint64_t cached_tokens = 0;
+  // What the engine's /metrics last reported (--scrape-interval > 0; otherwise never set).
+  std::optional<engine_sample> engine;  // the last good sample, whatever its age
+  double engine_age_seconds = 0;        // of that sample at the snapshot's time
+  bool engine_fresh = false;            // young enough to count in the choice
+  bool engine_up = false;               // the last scrape succeeded
+  bool engine_saturated = false;        // fresh and at or above --kv-high
+  std::uint64_t engine_failures_in_row = 0;
+};
+
+// An instance whose /metrics is due to be read (engine_scraper).
+struct scrape_target {
+  std::uint64_t id = 0;  // for engine_report() and engine_scrape_failed()
+  role kind = role::prefill;
+  backend_address address;
 };
 
 // One label set of glm_proxy_route_decisions_total.
@@ -87,6 +102,9 @@ struct balancer_options {
   std::chrono::milliseconds eject_max{300'000};
   // Policies and their thresholds (route_policy.hpp); check them with validate() first.
   route_options routing;
+  // --scrape-interval and --kv-high: how the engines' own reports count (engine_load.hpp). The
+  // default interval 0 ignores every report, and the choices are the proxy's own counts alone.
+  engine_load_options engine;
 };
 
 // The scheduler shared by every worker thread: membership, ejection, probes, and the choice of
@@ -102,6 +120,15 @@ struct balancer_options {
 // each prefiller is predicted to have cached, fed by the choices and checked against the usage the
 // prefill answers report (request_lease::prefill_usage). Removal, ejection and
 // reset_prefix_cache() drop an instance's entries.
+//
+// Load from the engines (options::engine, when its interval is not 0). Each instance holds an
+// engine_load fed by engine_report() from the I/O side's scrapes. While its sample is fresh, every
+// policy compares effective loads: the requests the engine reports beyond this proxy's own count
+// there are added to the instance's in-flight count (the overload gates of cache_aware and
+// consistent_hash), and to its least_loaded score at the weight of the request being placed (an
+// unseen request is taken to weigh as much as this one). A fresh sample at or above kv_high vetoes
+// the instance while another candidate is below it (saturation_veto: fail open). A failed scrape
+// only counts; the last good sample ages out after three intervals.
 //
 // Outlier ejection. A request's outcome on an instance is reported through its lease: a success
 // resets the instance's consecutive failures, an instance fault adds one. eject_after of them in a
@@ -180,6 +207,15 @@ class balancer {
   };
   remove_result remove(role kind, const std::vector<backend_address>& addrs);
 
+  // Load from the engines. The instances whose /metrics is to be read: every one that is not
+  // isolated (pending and ejected ones too: a report of them is kept, and counts once they serve).
+  std::vector<scrape_target> scrape_targets() const;
+  // A good scrape of instance `id` (taken: when it was sent). Ignored for an instance gone since.
+  void engine_report(std::uint64_t id, const engine_sample& sample);
+  // A failed scrape of instance `id`: counted, never an ejection, and the last sample stays.
+  void engine_scrape_failed(std::uint64_t id);
+  const engine_load_options& engine_options() const { return opts_.engine; }
+
  private:
   friend class request_lease;
 
@@ -209,6 +245,7 @@ class balancer {
     std::uint64_t mispredictions = 0;
     std::uint64_t prompt_tokens = 0;
     std::uint64_t cached_tokens = 0;
+    engine_load engine;
   };
   instance make_instance(role kind, const backend_address& a, lifecycle state);
   instance* find(std::uint64_t id);
@@ -217,9 +254,12 @@ class balancer {
   // Chooses an instance of `kind` by its policy, preferring those not in `avoid` (instances that
   // already failed this request); one in `avoid` is chosen only when no other can be. `back_to`
   // is the prefiller of a recompute. Fills `ticket` for a cache_aware prefill choice.
-  // The active instances of `kind`, those not in `avoid` when there are any.
-  void collect_candidates(role kind, const std::vector<std::uint64_t>& avoid,
-                          std::vector<instance*>& pool, std::vector<route_candidate>& candidates);
+  // The active instances of `kind`, those not in `avoid` when there are any, less those the
+  // saturation veto excludes; their loads are effective loads at `now`, an engine's unseen
+  // requests weighed like this one (`score`).
+  void collect_candidates(role kind, double score, time_point now,
+                          const std::vector<std::uint64_t>& avoid, std::vector<instance*>& pool,
+                          std::vector<route_candidate>& candidates);
   std::optional<std::pair<std::uint64_t, route_choice>> choose(
       role kind, double score, const std::vector<std::uint64_t>& avoid, const route_request& req,
       std::optional<std::uint64_t> back_to, request_lease::prefix_ticket* ticket);

@@ -120,6 +120,8 @@ FLAGS = {
     "cache-threshold": (int, float), "cache-balance-abs-threshold": (int, float),
     "cache-balance-rel-threshold": (int, float), "cache-max-entries": int,
     "hash-balance-factor": (int, float), "max-prefill-answer-bytes": int,
+    "scrape-interval": (int, float), "kv-high": (int, float), "max-metrics-bytes": int,
+    "prefill-fallback": str,
 }
 POSITIVE = {"connect-timeout", "prefill-timeout", "stream-idle-timeout", "client-write-timeout",
             "header-timeout", "max-body-bytes"}

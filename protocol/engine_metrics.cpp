@@ -187,18 +187,139 @@ bool parse_count(std::string_view raw, std::uint64_t& count) {
   return ec == std::errc() && end == raw.data() + raw.size();
 }
 
+// The labels of one vllm:cache_config_info series that size a prefix index.
+struct cache_config_series {
+  std::uint64_t block_size = 0, gpu_blocks = 0;
+  bool has_block_size = false, has_gpu_blocks = false, gpu_blocks_none = false;
+  bool bad_label = false;
+
+  void on_label(std::string_view name, std::string_view raw) {
+    if (name == "block_size") {
+      has_block_size = true;
+      if (!parse_count(raw, block_size)) bad_label = true;
+    } else if (name == "num_gpu_blocks") {
+      if (raw == "None") {
+        gpu_blocks_none = true;
+      } else {
+        has_gpu_blocks = true;
+        if (!parse_count(raw, gpu_blocks)) bad_label = true;
+      }
+    }
+  }
+
+  bool valid() const {
+    if (bad_label) return false;
+    if (has_block_size && (block_size == 0 || block_size > engine_metrics::max_block_size)) {
+      return false;
+    }
+    return !(has_gpu_blocks && gpu_blocks > engine_metrics::max_gpu_blocks_per_series);
+  }
+};
+
+// What the samples read so far add up to; parse() writes it out only when the body is whole.
+class sample_totals {
+ public:
+  // Adds one sample of a family we read; false when its value is out of bounds.
+  bool add(family fam, double value, const cache_config_series& cache) {
+    switch (fam) {
+      case family::running:
+      case family::waiting:
+        return add_requests(fam, value);
+      case family::kv_usage:
+      case family::gpu_usage:
+        return add_usage(fam, value);
+      case family::cache_config:
+        return add_cache_config(cache);
+      case family::other:
+        break;
+    }
+    return true;
+  }
+
+  // The first family missing from the body, or none.
+  engine_metrics_error missing() const {
+    if (running_series_ == 0) return engine_metrics_error::missing_running;
+    if (waiting_series_ == 0) return engine_metrics_error::missing_waiting;
+    if (!kv_seen_ && !gpu_seen_) return engine_metrics_error::missing_kv_usage;
+    return engine_metrics_error::none;
+  }
+
+  void write(engine_metrics& out) const {
+    out.running = static_cast<std::uint64_t>(running_);
+    out.waiting = static_cast<std::uint64_t>(waiting_);
+    out.kv_usage = kv_seen_ ? kv_max_ : gpu_max_;
+    out.kv_usage_legacy = !kv_seen_;
+    out.engines = running_series_;
+    out.block_size = static_cast<std::uint32_t>(block_size_);
+    out.num_gpu_blocks = (cache_seen_ && !gpu_blocks_unknown_) ? gpu_blocks_ : 0;
+  }
+
+ private:
+  bool add_requests(family fam, double value) {
+    if (!std::isfinite(value) || value < 0 || value > engine_metrics::max_requests_per_series) {
+      return false;
+    }
+    const double whole = std::nearbyint(value);
+    if (fam == family::running) {
+      running_ += whole;
+      ++running_series_;
+    } else {
+      waiting_ += whole;
+      ++waiting_series_;
+    }
+    return true;
+  }
+
+  bool add_usage(family fam, double value) {
+    // `!(value >= 0 && value <= 1)` is also true for NaN.
+    if (!(value >= 0 && value <= 1)) return false;
+    double& max = fam == family::kv_usage ? kv_max_ : gpu_max_;
+    bool& seen = fam == family::kv_usage ? kv_seen_ : gpu_seen_;
+    if (!seen || value > max) max = value;
+    seen = true;
+    return true;
+  }
+
+  bool add_cache_config(const cache_config_series& c) {
+    // The info gauge's value is always 1; only its labels carry information.
+    if (!c.valid()) return false;
+    cache_seen_ = true;
+    if (c.has_block_size && c.block_size > block_size_) block_size_ = c.block_size;
+    if (c.gpu_blocks_none || !c.has_gpu_blocks) gpu_blocks_unknown_ = true;
+    gpu_blocks_ += c.gpu_blocks;
+    return true;
+  }
+
+  double running_ = 0, waiting_ = 0;
+  std::uint32_t running_series_ = 0, waiting_series_ = 0;
+  double kv_max_ = 0, gpu_max_ = 0;
+  bool kv_seen_ = false, gpu_seen_ = false;
+  std::uint64_t block_size_ = 0, gpu_blocks_ = 0;
+  bool gpu_blocks_unknown_ = false, cache_seen_ = false;
+};
+
+// Reads one line, `line` without its end and leading blanks and not a comment, into `totals`.
+engine_metrics_error read_line(std::string_view line, sample_totals& totals) {
+  if (!is_name_start(line.front())) return engine_metrics_error::not_prometheus_text;
+  std::size_t name_len = 0;
+  const family fam = classify(line, name_len);
+  if (fam == family::other) return engine_metrics_error::none;
+  double value = 0;
+  cache_config_series cache;
+  auto on_label = [&](std::string_view name, std::string_view raw) {
+    if (fam == family::cache_config) cache.on_label(name, raw);
+  };
+  if (!parse_sample(line, name_len, value, on_label)) {
+    return engine_metrics_error::malformed_sample;
+  }
+  return totals.add(fam, value, cache) ? engine_metrics_error::none
+                                       : engine_metrics_error::bad_value;
+}
+
 }  // namespace
 
 engine_metrics_status engine_metrics::parse(std::string_view body, engine_metrics& out) {
-  using error = engine_metrics_error;
-
-  double running = 0, waiting = 0;
-  std::uint32_t running_series = 0, waiting_series = 0;
-  double kv_max = 0, gpu_max = 0;
-  bool kv_seen = false, gpu_seen = false;
-  std::uint64_t block_size = 0, gpu_blocks = 0;
-  bool gpu_blocks_unknown = false, cache_seen = false;
-
+  sample_totals totals;
   std::size_t pos = 0;
   // A UTF-8 byte order mark is not part of the first line.
   if (body.size() >= 3 && body.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;
@@ -212,98 +333,16 @@ engine_metrics_status engine_metrics::parse(std::string_view body, engine_metric
 
     std::size_t first = line_start;
     while (first < line_end && is_blank(body[first])) ++first;
-    if (first == line_end) continue;  // blank line
-    const char c = body[first];
-    if (c == '#') continue;  // HELP, TYPE, EOF or a plain comment
-    if (!is_name_start(c)) return {error::not_prometheus_text, line_start};
-
-    std::string_view line = body.substr(first, line_end - first);
-    std::size_t name_len = 0;
-    const family fam = classify(line, name_len);
-    if (fam == family::other) continue;
-
-    double value = 0;
-    std::uint64_t series_block_size = 0, series_gpu_blocks = 0;
-    bool series_has_block_size = false, series_gpu_blocks_none = false;
-    bool series_has_gpu_blocks = false;
-    bool bad_label = false;
-    auto on_label = [&](std::string_view name, std::string_view raw) {
-      if (fam != family::cache_config) return;
-      if (name == "block_size") {
-        series_has_block_size = true;
-        if (!parse_count(raw, series_block_size)) bad_label = true;
-      } else if (name == "num_gpu_blocks") {
-        if (raw == "None") {
-          series_gpu_blocks_none = true;
-        } else {
-          series_has_gpu_blocks = true;
-          if (!parse_count(raw, series_gpu_blocks)) bad_label = true;
-        }
-      }
-    };
-    if (!parse_sample(line, name_len, value, on_label)) {
-      return {error::malformed_sample, line_start};
-    }
-
-    switch (fam) {
-      case family::running:
-      case family::waiting: {
-        if (!std::isfinite(value) || value < 0 || value > max_requests_per_series) {
-          return {error::bad_value, line_start};
-        }
-        double whole = std::nearbyint(value);
-        if (fam == family::running) {
-          running += whole;
-          ++running_series;
-        } else {
-          waiting += whole;
-          ++waiting_series;
-        }
-        break;
-      }
-      case family::kv_usage:
-      case family::gpu_usage: {
-        // `!(value >= 0 && value <= 1)` is also true for NaN.
-        if (!(value >= 0 && value <= 1)) return {error::bad_value, line_start};
-        double& max = fam == family::kv_usage ? kv_max : gpu_max;
-        bool& seen = fam == family::kv_usage ? kv_seen : gpu_seen;
-        if (!seen || value > max) max = value;
-        seen = true;
-        break;
-      }
-      case family::cache_config: {
-        // The info gauge's value is always 1; only its labels carry information.
-        if (bad_label || (series_has_block_size &&
-                          (series_block_size == 0 || series_block_size > max_block_size))) {
-          return {error::bad_value, line_start};
-        }
-        if (series_has_gpu_blocks && series_gpu_blocks > max_gpu_blocks_per_series) {
-          return {error::bad_value, line_start};
-        }
-        cache_seen = true;
-        if (series_has_block_size && series_block_size > block_size) {
-          block_size = series_block_size;
-        }
-        if (series_gpu_blocks_none || !series_has_gpu_blocks) gpu_blocks_unknown = true;
-        gpu_blocks += series_gpu_blocks;
-        break;
-      }
-      case family::other:
-        break;
-    }
+    if (first == line_end) continue;   // blank line
+    if (body[first] == '#') continue;  // HELP, TYPE, EOF or a plain comment
+    const auto error = read_line(body.substr(first, line_end - first), totals);
+    if (error != engine_metrics_error::none) return {error, line_start};
   }
 
-  if (running_series == 0) return {error::missing_running, body.size()};
-  if (waiting_series == 0) return {error::missing_waiting, body.size()};
-  if (!kv_seen && !gpu_seen) return {error::missing_kv_usage, body.size()};
-
-  out.running = static_cast<std::uint64_t>(running);
-  out.waiting = static_cast<std::uint64_t>(waiting);
-  out.kv_usage = kv_seen ? kv_max : gpu_max;
-  out.kv_usage_legacy = !kv_seen;
-  out.engines = running_series;
-  out.block_size = static_cast<std::uint32_t>(block_size);
-  out.num_gpu_blocks = (cache_seen && !gpu_blocks_unknown) ? gpu_blocks : 0;
+  if (const auto error = totals.missing(); error != engine_metrics_error::none) {
+    return {error, body.size()};
+  }
+  totals.write(out);
   return {};
 }
 

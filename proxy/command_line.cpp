@@ -282,6 +282,22 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
                  "Largest prefill answer buffered; past it the attempt fails with 502 and is "
                  "retried elsewhere")
       ->check(number_in(1024, 1e12));
+  app.add_option("--scrape-interval", out.scrape_interval,
+                 "Seconds between reads of every backend's /metrics, whose queue and KV usage then "
+                 "count in routing (0: off)")
+      ->check(number_in(0, 3600));
+  app.add_option("--kv-high", out.kv_high,
+                 "KV cache usage from which an instance gets no new requests while another is "
+                 "below (needs --scrape-interval)")
+      ->check(number_in(0, 1, true));
+  app.add_option("--max-metrics-bytes", out.max_metrics_bytes,
+                 "Largest /metrics body read from a backend; past it the scrape fails")
+      ->check(number_in(1024, 1e12));
+  std::string prefill_fallback = "off";
+  app.add_option("--prefill-fallback", prefill_fallback,
+                 "off, or decode: when no prefiller can serve, the decoder prefills the request "
+                 "itself")
+      ->transform(CLI::IsMember({"off", "decode"}));
   app.add_option("--api-key", out.api_key,
                  "Bearer token clients must send to the completion endpoints (also "
                  "GLM_PROXY_API_KEY)")
@@ -343,6 +359,8 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
       return 2;
     }
   }
+  out.fallback = prefill_fallback == "decode" ? config::prefill_fallback::decode
+                                              : config::prefill_fallback::off;
   out.routing.prefill_policy = *balancer::parse_route_policy(prefill_policy);
   out.routing.decode_policy = *balancer::parse_route_policy(decode_policy);
   if (auto err = balancer::validate(out.routing)) {
@@ -399,6 +417,9 @@ std::string effective_configuration(const config& c) {
     << " cache_max_entries=" << c.routing.cache_max_entries
     << " hash_balance_factor=" << c.routing.hash_balance_factor
     << " max_prefill_answer_bytes=" << c.max_prefill_answer_bytes
+    << " scrape_interval=" << c.scrape_interval << " kv_high=" << c.kv_high
+    << " max_metrics_bytes=" << c.max_metrics_bytes
+    << " prefill_fallback=" << (c.fallback == config::prefill_fallback::decode ? "decode" : "off")
     << " reuse_port=" << (c.reuse_port ? "true" : "false")
     << " config=" << (c.config_file.empty() ? "-" : c.config_file)
     << " api_key=" << (c.api_key.empty() ? "unset" : "set")

@@ -56,6 +56,18 @@ struct config {
   // proxy buffer --max-body-bytes per request. Raise it for clients asking for prompt_logprobs.
   std::size_t max_prefill_answer_bytes = 4u << 20;
 
+  // Load from the engines (README "Load from the engines"). scrape_interval: seconds between two
+  // reads of every backend's GET /metrics; 0 turns it off and routing uses the proxy's own counts
+  // only. kv_high: the KV usage from which an instance gets no new requests while another is
+  // below. max_metrics_bytes: past it a /metrics body is refused whole (a scrape error).
+  double scrape_interval = 0;
+  double kv_high = 0.95;
+  std::size_t max_metrics_bytes = 8u << 20;
+  // What a request does when no prefiller can serve it: refused (off), or decoded on the chosen
+  // decoder without kv_transfer_params, which then prefills locally (decode).
+  enum class prefill_fallback { off, decode };
+  prefill_fallback fallback = prefill_fallback::off;
+
   // Client-facing security. api_key guards the inference endpoints (Bearer); admin_token guards
   // /instances/* and /reset_prefix_cache, which without it answer loopback clients only.
   std::string api_key;

@@ -75,6 +75,10 @@ std::vector<std::pair<const char*, std::string>> restart_settings(const config& 
       {"cache-max-entries", std::to_string(c.routing.cache_max_entries)},
       {"hash-balance-factor", text(c.routing.hash_balance_factor)},
       {"max-prefill-answer-bytes", std::to_string(c.max_prefill_answer_bytes)},
+      {"scrape-interval", text(c.scrape_interval)},
+      {"kv-high", text(c.kv_high)},
+      {"max-metrics-bytes", std::to_string(c.max_metrics_bytes)},
+      {"prefill-fallback", c.fallback == config::prefill_fallback::decode ? "decode" : "off"},
       {"api-key", c.api_key},
       {"admin-token", c.admin_token},
   };

@@ -25,6 +25,9 @@ balancer::balancer::options balancer_options(const config& cfg) {
   o.eject_after = cfg.eject_after;
   o.eject_base = std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.eject_seconds));
   o.routing = cfg.routing;
+  o.engine.interval =
+      std::chrono::duration_cast<std::chrono::milliseconds>(seconds(cfg.scrape_interval));
+  o.engine.kv_high = cfg.kv_high;
   return o;
 }
 
@@ -53,6 +56,7 @@ server::server(const config& cfg, config_reload::reader reread)
       // The line is as long as the limit: past that, waiting would only pile up latency.
       inflight_(cfg.max_inflight, cfg.max_inflight),
       ctx_{cfg_, lb_, metrics_, inflight_},
+      scraper_(ctx_),
       workers_(make_workers(cfg.workers)),
       acceptor_(*workers_[0]),
       signals_(*workers_[0], SIGINT, SIGTERM),
@@ -167,6 +171,7 @@ int server::run() {
   net::co_spawn(*workers_[0], wait_for_signal(), net::detached);
   net::co_spawn(*workers_[0], reload_on_hangup(), net::detached);
   net::co_spawn(*workers_[0], prober_.run(), net::detached);
+  net::co_spawn(*workers_[0], scraper_.run(), net::detached);
   for (auto& w : workers_) net::co_spawn(*w, upstream_pool::evict_periodically(), net::detached);
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < workers_.size(); ++i) {

@@ -11,6 +11,7 @@
 #include "proxy/core/inflight_gate.hpp"
 #include "proxy/core/proxy_context.hpp"
 #include "proxy/front/connection_gate.hpp"
+#include "proxy/ops/engine_scraper.hpp"
 #include "proxy/ops/instance_prober.hpp"
 
 namespace glm::proxy {
@@ -54,6 +55,9 @@ class server {
   connection_gate lingering_refusals_;
   inflight_gate inflight_;
   proxy_context ctx_;
+  // Before the workers too: the io_contexts' destruction destroys scrape frames still under way,
+  // which take themselves off its list.
+  engine_scraper scraper_;
   std::vector<std::unique_ptr<net::io_context>> workers_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
   tcp::acceptor acceptor_;

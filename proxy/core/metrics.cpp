@@ -7,6 +7,10 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <vector>
+
+#include "protocol/engine_metrics.hpp"
+
 namespace glm::proxy {
 namespace {
 
@@ -27,6 +31,23 @@ const Histogram::BucketBoundaries& latency_buckets() {
 template <class Builder>
 auto& named(Builder builder, const char* name, const char* help, prometheus::Registry& r) {
   return builder.Name(name).Help(help).Register(r);
+}
+
+// Every reason a scrape can fail for: metrics_fetch's transport words, then the body's faults.
+const std::vector<std::string_view>& scrape_error_reasons() {
+  static const std::vector<std::string_view> reasons = [] {
+    std::vector<std::string_view> out{"connect", "timeout", "status", "too_large", "read"};
+    for (auto e : {protocol::engine_metrics_error::not_prometheus_text,
+                   protocol::engine_metrics_error::malformed_sample,
+                   protocol::engine_metrics_error::bad_value,
+                   protocol::engine_metrics_error::missing_running,
+                   protocol::engine_metrics_error::missing_waiting,
+                   protocol::engine_metrics_error::missing_kv_usage}) {
+      out.push_back(protocol::to_string(e));
+    }
+    return out;
+  }();
+  return reasons;
 }
 
 std::string role_label(balancer::role role) {
@@ -78,6 +99,17 @@ struct metrics::families {
             "Requests and connections answered with an error before any backend was asked, by "
             "reason",
             registry);
+  Family<Counter>& scrape_errors =
+      named(prometheus::BuildCounter(), "glm_proxy_backend_scrape_errors_total",
+            "Reads of a backend's /metrics that gave no usable sample, by role, backend and "
+            "reason",
+            registry);
+  Counter& prefill_fallbacks =
+      named(prometheus::BuildCounter(), "glm_proxy_prefill_fallbacks_total",
+            "Requests decoded without a prefill because no prefiller could serve them "
+            "(--prefill-fallback decode)",
+            registry)
+          .Add({});
   Gauge& gate_inflight =
       named(prometheus::BuildGauge(), "glm_proxy_inflight_requests",
             "Completion requests holding a --max-inflight slot (0 without the limit)", registry)
@@ -124,6 +156,10 @@ struct metrics::families {
   void know_instance(const balancer::instance_snapshot& i) {
     const std::string backend = i.address.to_string();
     for (failure_kind kind : all_failure_kinds) error_counter(i.kind, backend, kind);
+    for (std::string_view reason : scrape_error_reasons()) {
+      scrape_errors.Add(
+          {{"role", role_label(i.kind)}, {"backend", backend}, {"reason", std::string(reason)}});
+    }
     if (i.kind == balancer::role::prefill) {
       prefill_of(backend);
       prefill_without_kv.Add({{"backend", backend}});
@@ -183,6 +219,17 @@ void metrics::connection_closed() {
 
 void metrics::refused(refusal_reason reason) {
   f_->refusals.Add({{"reason", std::string(to_string(reason))}}).Increment();
+}
+
+void metrics::scrape_error(balancer::role role, const std::string& backend,
+                           std::string_view reason) {
+  f_->scrape_errors
+      .Add({{"role", role_label(role)}, {"backend", backend}, {"reason", std::string(reason)}})
+      .Increment();
+}
+
+void metrics::prefill_fallback() {
+  f_->prefill_fallbacks.Increment();
 }
 
 void metrics::inflight_gate_state(std::size_t inflight, std::size_t waiting) {
@@ -251,6 +298,25 @@ std::string metrics::serialize(const balancer::balancer& lb) const {
                              : i.active_tokens);
     healthy.Add(labels).Set(i.isolated || i.ejected ? 0 : 1);
     ejections.Add(labels).Increment(static_cast<double>(i.ejections_total));
+  }
+  // Load from the engines. Every instance has its series, at 0 before its first good read (and
+  // with scraping off), so a dashboard sees 0 rather than no data; metrics_up tells the cases
+  // apart.
+  auto& reported = named(prometheus::BuildGauge(), "glm_proxy_backend_reported",
+                         "What the backend's /metrics last reported: running and waiting "
+                         "requests, KV cache usage (0..1); 0 before the first good read",
+                         backends);
+  auto& up = named(prometheus::BuildGauge(), "glm_proxy_backend_metrics_up",
+                   "1 when the last read of the backend's /metrics gave a usable sample", backends);
+  for (const auto& i : snapshot) {
+    const std::string role = role_label(i.kind), backend = i.address.to_string();
+    up.Add({{"role", role}, {"backend", backend}}).Set(i.engine_up ? 1 : 0);
+    auto signal = [&](const char* name, double value) {
+      reported.Add({{"role", role}, {"backend", backend}, {"signal", name}}).Set(value);
+    };
+    signal("running", i.engine ? static_cast<double>(i.engine->running) : 0);
+    signal("waiting", i.engine ? static_cast<double>(i.engine->waiting) : 0);
+    signal("kv_usage", i.engine ? i.engine->kv_usage : 0);
   }
   auto backend_families = backends.Collect();
   collected.insert(collected.end(), backend_families.begin(), backend_families.end());

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "balancer/balancer.hpp"
 #include "proxy/core/endpoint.hpp"
@@ -46,6 +47,12 @@ class metrics {
   void connection_closed();
   // A request or connection answered with an error before any backend was asked.
   void refused(refusal_reason reason);
+  // A scrape of a backend's /metrics that gave no usable sample; `reason` is a short word
+  // (metrics_fetch::reason_of, protocol::to_string(engine_metrics_error)), each of which has a
+  // series per instance from the first scrape on.
+  void scrape_error(balancer::role role, const std::string& backend, std::string_view reason);
+  // A request decoded without a prefill (--prefill-fallback decode).
+  void prefill_fallback();
   // The --max-inflight gate as the scrape finds it: requests holding a slot and requests waiting
   // in line. Set just before serialize(), like the backend gauges, so it cannot drift.
   void inflight_gate_state(std::size_t inflight, std::size_t waiting);

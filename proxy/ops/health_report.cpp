@@ -16,9 +16,29 @@ std::string_view state_of(const balancer::instance_snapshot& s) {
   return "active";
 }
 
+// ,"engine":{...}: what the instance's /metrics last reported, while scraping is on.
+std::string engine_of(const balancer::instance_snapshot& s) {
+  std::string out = R"(,"engine":{"up":)";
+  out += s.engine_up ? "true" : "false";
+  if (s.engine) {
+    char text[160];
+    std::snprintf(text, sizeof text,
+                  R"(,"running":%llu,"waiting":%llu,"kv_usage":%.4f,"age_seconds":%.3f,)"
+                  R"("fresh":%s,"saturated":%s)",
+                  static_cast<unsigned long long>(s.engine->running),
+                  static_cast<unsigned long long>(s.engine->waiting), s.engine->kv_usage,
+                  s.engine_age_seconds, s.engine_fresh ? "true" : "false",
+                  s.engine_saturated ? "true" : "false");
+    out += text;
+  }
+  out += '}';
+  return out;
+}
+
 void append_instance(std::string& out, role kind, const balancer::backend_address& address,
                      std::string_view state, std::uint64_t inflight, int consecutive_failures,
-                     std::uint64_t ejections, double retry_in_seconds) {
+                     std::uint64_t ejections, double retry_in_seconds,
+                     std::string_view engine = {}) {
   if (out.back() != '[') out += ',';
   out += R"({"role":")";
   out += balancer::to_string(kind);
@@ -35,6 +55,7 @@ void append_instance(std::string& out, role kind, const balancer::backend_addres
     out += R"(,"retry_in_seconds":)";
     out += seconds;
   }
+  out += engine;
   out += '}';
 }
 
@@ -43,13 +64,14 @@ void append_instance(std::string& out, role kind, const balancer::backend_addres
 std::string health_report(const balancer::balancer& lb) {
   // One snapshot for the instance list, so states and counts agree with each other.
   const auto instances = lb.instances();
+  const bool scraping = lb.engine_options().interval.count() > 0;
   std::string list = "[";
   bool in_rotation[2] = {false, false};
   for (const auto& s : instances) {
     const auto state = state_of(s);
     if (state == "active") in_rotation[s.kind == role::prefill ? 0 : 1] = true;
     append_instance(list, s.kind, s.address, state, s.inflight, s.consecutive_failures,
-                    s.ejections_total, s.eject_seconds_left);
+                    s.ejections_total, s.eject_seconds_left, scraping ? engine_of(s) : "");
   }
   for (role kind : {role::prefill, role::decode}) {
     for (const auto& a : lb.pending(kind)) append_instance(list, kind, a, "pending", 0, 0, 0, 0);

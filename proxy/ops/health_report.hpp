@@ -19,6 +19,10 @@ namespace glm::proxy {
 //   probed; probing   its ejection time is up: back in rotation once a GET /v1/models probe
 //   succeeds; isolated  removed through /instances/remove, gone once the requests holding it have
 //   ended; pending   added through /instances/add, waiting for its first successful probe.
+// With --scrape-interval > 0, each instance in rotation or out of it also has
+//   "engine":{"up":true,"running":3,"waiting":0,"kv_usage":0.4100,"age_seconds":0.052,
+//             "fresh":true,"saturated":false}
+// its /metrics' last good report and that report's age ("up" alone before the first one).
 // Instances come in the order they were added, pending ones last. status is "ok", or "degraded"
 // when a role has no instance in rotation; the answer is a 200 either way, since the proxy itself
 // is up and tells clients so with fast 503s.

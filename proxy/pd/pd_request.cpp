@@ -10,6 +10,7 @@
 #include "protocol/response_rewriter.hpp"
 #include "proxy/core/client_departure.hpp"
 #include "proxy/core/json_response.hpp"
+#include "proxy/pd/prefill_fallback_rule.hpp"
 #include "proxy/upstream/upstream_exchange.hpp"
 
 namespace glm::proxy {
@@ -110,12 +111,21 @@ net::awaitable<pd_request::decode_end> pd_request::round(const protocol::client_
   std::vector<std::string_view> pieces;
   protocol::request_splicer::prefill_pieces(body, pieces);
   auto prefill = co_await attempts_.call(role::prefill, body, pieces, up);
-  if (prefill.how != call_result::ending::answered) {
+  const bool fallback = prefill_fallback_rule::applies(ctx_.cfg.fallback, prefill);
+  if (prefill.how != call_result::ending::answered && !fallback) {
     refused = co_await answer_call_failure(role::prefill, prefill);
     co_return decode_end::answered;
   }
-  cached_tokens_ = prefill.prefill.cached_tokens;
-  protocol::request_splicer::decode_pieces(body, prefill.prefill.kv_transfer_params, pieces);
+  if (fallback) {
+    // The client's bytes as they came: the decoder prefills them itself.
+    prefill_fallback_rule::note(ctx_, prefill, record_.id);
+    record_.prefill_route = prefill_fallback_rule::route;
+    cached_tokens_ = 0;
+    pieces.assign(1, body.body);
+  } else {
+    cached_tokens_ = prefill.prefill.cached_tokens;
+    protocol::request_splicer::decode_pieces(body, prefill.prefill.kv_transfer_params, pieces);
+  }
   auto decode = co_await attempts_.call(role::decode, body, pieces, up);
   if (decode.how != call_result::ending::answered) {
     refused = co_await answer_call_failure(role::decode, decode);

@@ -97,3 +97,25 @@ TEST_CASE("health_report is degraded when a role has no instance at all", "[heal
       R"("instances":[)" +
           active("prefill", "p:1") + "]}");
 }
+
+TEST_CASE("with scraping on, each instance shows its engine's last report and its age") {
+  time_point now = time_point{} + 1000h;
+  balancer::options opts;
+  opts.engine.interval = 100ms;
+  balancer b(addrs({"10.0.0.1:6700"}), addrs({"10.0.0.3:6800"}), opts, [&] { return now; });
+  const auto targets = b.scrape_targets();
+  glm::balancer::engine_sample sample;
+  sample.running = 2;
+  sample.waiting = 50;
+  sample.kv_usage = 0.97;
+  sample.taken = now;
+  b.engine_report(targets[1].id, sample);
+  now += 250ms;
+  const std::string text = health_report(b);
+  CHECK(text.find(R"("engine":{"up":false})") != std::string::npos);
+  CHECK(text.find(R"("engine":{"up":true,"running":2,"waiting":50,"kv_usage":0.9700,)"
+                  R"("age_seconds":0.250,"fresh":true,"saturated":true})") != std::string::npos);
+
+  balancer off(addrs({"10.0.0.1:6700"}), addrs({"10.0.0.3:6800"}));
+  CHECK(health_report(off).find("engine") == std::string::npos);
+}

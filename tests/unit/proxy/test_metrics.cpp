@@ -49,3 +49,49 @@ TEST_CASE("counts land on their typed labels") {
       R"(glm_proxy_upstream_errors_total{backend="10.0.0.1:6700",kind="bad_answer",role="prefill"} 1)"));
   CHECK(has(text, R"(glm_proxy_requests_total{code="404",endpoint="other"} 1)"));
 }
+
+TEST_CASE("the engines' reports have series from the start and show what was read") {
+  metrics m;
+  {
+    balancer off({{"10.0.0.1", 6700}}, {{"10.0.0.3", 6800}});
+    const std::string text = m.serialize(off);
+    CHECK(has(
+        text,
+        R"(glm_proxy_backend_reported{backend="10.0.0.1:6700",role="prefill",signal="waiting"} 0)"));
+    CHECK(has(text, R"(glm_proxy_backend_metrics_up{backend="10.0.0.3:6800",role="decode"} 0)"));
+    CHECK(has(
+        text,
+        R"(glm_proxy_backend_scrape_errors_total{backend="10.0.0.3:6800",reason="missing_kv_usage",role="decode"} 0)"));
+    CHECK(has(text, "glm_proxy_prefill_fallbacks_total 0"));
+  }
+  balancer::options opts;
+  opts.engine.interval = std::chrono::milliseconds(100);
+  balancer on({{"10.0.0.1", 6700}}, {{"10.0.0.3", 6800}}, opts);
+  const auto targets = on.scrape_targets();
+  REQUIRE(targets.size() == 2);
+  glm::balancer::engine_sample sample;
+  sample.running = 3;
+  sample.waiting = 7;
+  sample.kv_usage = 0.5;
+  sample.taken = std::chrono::steady_clock::now();
+  on.engine_report(targets[0].id, sample);
+  on.engine_scrape_failed(targets[1].id);
+  m.scrape_error(targets[1].kind, targets[1].address.to_string(), "timeout");
+  m.prefill_fallback();
+  const std::string text = m.serialize(on);
+  CHECK(has(
+      text,
+      R"(glm_proxy_backend_reported{backend="10.0.0.1:6700",role="prefill",signal="waiting"} 7)"));
+  CHECK(has(
+      text,
+      R"(glm_proxy_backend_reported{backend="10.0.0.1:6700",role="prefill",signal="running"} 3)"));
+  CHECK(has(
+      text,
+      R"(glm_proxy_backend_reported{backend="10.0.0.1:6700",role="prefill",signal="kv_usage"} 0.5)"));
+  CHECK(has(text, R"(glm_proxy_backend_metrics_up{backend="10.0.0.1:6700",role="prefill"} 1)"));
+  CHECK(has(text, R"(glm_proxy_backend_metrics_up{backend="10.0.0.3:6800",role="decode"} 0)"));
+  CHECK(has(
+      text,
+      R"(glm_proxy_backend_scrape_errors_total{backend="10.0.0.3:6800",reason="timeout",role="decode"} 1)"));
+  CHECK(has(text, "glm_proxy_prefill_fallbacks_total 1"));
+}
