@@ -120,6 +120,7 @@ FLAGS = {
     "cache-threshold": (int, float), "cache-balance-abs-threshold": (int, float),
     "cache-balance-rel-threshold": (int, float), "cache-max-entries": int,
     "hash-balance-factor": (int, float), "max-prefill-answer-bytes": int,
+    "pd-mode": str, "metaserver-url": str, "metaserver-timeout": (int, float),
 }
 POSITIVE = {"connect-timeout", "prefill-timeout", "stream-idle-timeout", "client-write-timeout",
             "header-timeout", "max-body-bytes"}

@@ -75,6 +75,9 @@ std::vector<std::pair<const char*, std::string>> restart_settings(const config& 
       {"cache-max-entries", std::to_string(c.routing.cache_max_entries)},
       {"hash-balance-factor", text(c.routing.hash_balance_factor)},
       {"max-prefill-answer-bytes", std::to_string(c.max_prefill_answer_bytes)},
+      {"pd-mode", c.mode == pd_mode::layerwise ? "layerwise" : "standard"},
+      {"metaserver-url", c.metaserver_url},
+      {"metaserver-timeout", text(c.metaserver_timeout)},
       {"api-key", c.api_key},
       {"admin-token", c.admin_token},
   };

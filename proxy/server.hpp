@@ -41,6 +41,8 @@ class server {
   int run();
 
  private:
+  // The layerwise decode requests' kv_transfer_params, with --metaserver-url or its default.
+  void set_metaserver_url(std::uint16_t bound_port);
   net::awaitable<void> accept_loop();
   net::awaitable<void> wait_for_signal();
   net::awaitable<void> reload_on_hangup();
@@ -53,6 +55,7 @@ class server {
   connection_gate connections_;
   connection_gate lingering_refusals_;
   inflight_gate inflight_;
+  metaserver_registry metaserver_;
   proxy_context ctx_;
   std::vector<std::unique_ptr<net::io_context>> workers_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;

@@ -46,6 +46,10 @@ class metrics {
   void connection_closed();
   // A request or connection answered with an error before any backend was asked.
   void refused(refusal_reason reason);
+  // Layerwise mode: a /v1/metaserver call answered with `code`, and the time from a decode
+  // request's sending to one of its callbacks.
+  void metaserver_request(unsigned code);
+  void metaserver_wait(double seconds);
   // The --max-inflight gate as the scrape finds it: requests holding a slot and requests waiting
   // in line. Set just before serialize(), like the backend gauges, so it cannot drift.
   void inflight_gate_state(std::size_t inflight, std::size_t waiting);

@@ -111,7 +111,7 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
     } else {
       failure = co_await judge(r, up, *to, started, result.prefill);
     }
-    if (client_gone_) co_return result;  // how: client_gone
+    if (client_gone_ || stopped_) co_return result;  // how: client_gone
     if (drained_) {
       result.how = call_result::ending::drained;
       co_return result;
@@ -139,7 +139,7 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
     }
     ctx_.stats.retry(r);
     co_await pause(k);
-    if (client_gone_) co_return result;  // how: client_gone
+    if (client_gone_ || stopped_) co_return result;  // how: client_gone
     if (drained_) {
       result.how = call_result::ending::drained;
       co_return result;
@@ -152,10 +152,11 @@ net::awaitable<error_code> backend_attempts::start(upstream_exchange& up,
                                                    const std::vector<std::string_view>& pieces,
                                                    std::chrono::steady_clock::duration wait) {
   const std::string host = to.to_string();
-  const upstream_exchange::post head{target_, host, record_.id, ctx_.cfg.backend_api_key};
+  const std::string_view id = backend_id_.empty() ? std::string_view(record_.id) : backend_id_;
+  const upstream_exchange::post head{target_, host, id, ctx_.cfg.backend_api_key};
   auto how = upstream_exchange::connection::pooled;
   for (;;) {
-    if (client_gone_ || drained_) co_return net::error::operation_aborted;
+    if (client_gone_ || drained_ || stopped_) co_return net::error::operation_aborted;
     error_code ec = co_await up.connect(to, seconds(ctx_.cfg.connect_timeout), how);
     if (ec) co_return ec;
     ec = co_await up.send(head, pieces, wait);

@@ -59,6 +59,14 @@ class backend_attempts {
                                    const std::vector<std::string_view>& pieces,
                                    upstream_exchange& up);
 
+  // The X-Request-Id of the backend calls from now on, instead of the request's id (the layerwise
+  // mode sends one unique per backend request). The string is copied.
+  void use_request_id(std::string id) { backend_id_ = std::move(id); }
+  // Ends the calls of this object: an attempt in progress, once its connection is closed by the
+  // caller, and every later one returns with how = client_gone, nothing logged or counted. For a
+  // layerwise round whose other half failed: the round answers the client itself.
+  void stop() { stopped_ = true; }
+
  private:
   // What the role's policy routes on: nothing for least_loaded and round_robin, the routing key
   // for consistent_hash, the chained prefix blocks for cache_aware. Hashed once per body and
@@ -90,6 +98,8 @@ class backend_attempts {
   protocol::prefix_digest digest_;   // of the body digest_of_ points at
   const char* digest_of_ = nullptr;  // that body's first byte; a recompute's body is another
   bool digest_blocks_ = false;       // digest_ has its blocks, not only the routing key
+  std::string backend_id_;           // use_request_id(); empty: record_.id
+  bool stopped_ = false;             // stop()
 };
 
 }  // namespace glm::proxy
