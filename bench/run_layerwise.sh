@@ -59,6 +59,8 @@ REPRO="bash bench/run_layerwise.sh"
 [ "$CONCURRENCY" = 8 ] || REPRO+=" --concurrency $CONCURRENCY"
 [ "$PREFILL_DELAY_MS" = 20 ] || REPRO+=" --prefill-delay-ms $PREFILL_DELAY_MS"
 [ "$ROUNDS" = 2 ] || REPRO+=" --rounds $ROUNDS"
+[ "$BUILD_DIR" = "$ROOT/build-bench" ] || REPRO+=" --build-dir ${BUILD_DIR#$ROOT/}"
+[ $BUILD = 1 ] || REPRO+=" --no-build"
 
 if [ $BUILD = 1 ]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2

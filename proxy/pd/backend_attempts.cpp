@@ -132,7 +132,7 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
       co_return result;
     }
     note_failure(*failure, k, attempts);
-    if (k >= attempts || !failure->retryable()) {
+    if (k >= attempts || !failure->retryable() || final_) {
       result.how = call_result::ending::failed;
       result.failure = std::move(failure);
       co_return result;
@@ -204,7 +204,8 @@ net::awaitable<std::optional<backend_failure>> backend_attempts::judge(
   if (auto error = protocol::prefill_result::parse(body, out)) {
     co_return backend_failure::bad_answer(r, to, *error);
   }
-  if (out.kv_transfer_params.empty()) {
+  // A layerwise prefill pushes the KV cache itself; its answer's kv_transfer_params are unused.
+  if (out.kv_transfer_params.empty() && ctx_.cfg.mode != pd_mode::layerwise) {
     ctx_.stats.prefill_without_kv(backend);
     if (first_prefill_without_kv(backend)) {
       spdlog::warn(

@@ -66,6 +66,10 @@ class backend_attempts {
   // caller, and every later one returns with how = client_gone, nothing logged or counted. For a
   // layerwise round whose other half failed: the round answers the client itself.
   void stop() { stopped_ = true; }
+  // The attempt in progress (or the next) is the last: its failure is final, whatever
+  // --max-retries says. For a layerwise decode whose decoder has called back: the KV cache is
+  // being pushed to that decoder, so no other one can take the request over.
+  void final_attempt() { final_ = true; }
 
  private:
   // What the role's policy routes on: nothing for least_loaded and round_robin, the routing key
@@ -100,6 +104,7 @@ class backend_attempts {
   bool digest_blocks_ = false;       // digest_ has its blocks, not only the routing key
   std::string backend_id_;           // use_request_id(); empty: record_.id
   bool stopped_ = false;             // stop()
+  bool final_ = false;               // final_attempt()
 };
 
 }  // namespace glm::proxy

@@ -17,14 +17,15 @@ using balancer::role;
 // The two halves of a round, run side by side, and what each learnt. Lives on the round's frame.
 struct round_halves {
   round_halves(proxy_context& c, const bool& gone, const bool& drain,
-               const protocol::client_request& b, backend_attempts& a,
+               const protocol::client_request& b, backend_attempts& d, backend_attempts& p,
                metaserver_registry::registration& r, upstream_exchange& up, upstream_exchange*& act,
                metaserver_registry::registration*& wait)
       : ctx(c),
         client_gone(gone),
         drained(drain),
         body(b),
-        attempts(a),
+        decode_attempts(d),
+        prefill_attempts(p),
         callbacks(r),
         decode_up(up),
         active(act),
@@ -34,7 +35,9 @@ struct round_halves {
   const bool& client_gone;
   const bool& drained;
   const protocol::client_request& body;
-  backend_attempts& attempts;
+  // One per role, so that stopping or ending the retries of one leaves the other's alone.
+  backend_attempts& decode_attempts;
+  backend_attempts& prefill_attempts;
   metaserver_registry::registration& callbacks;
   upstream_exchange& decode_up;
   upstream_exchange*& active;  // pd's: the upstream its watcher closes
@@ -53,13 +56,13 @@ struct round_halves {
   // after the whole generation), or when it fails or is stopped.
   net::awaitable<void> decode_half(const std::vector<std::string_view>& pieces) {
     co_await net::this_coro::throw_if_cancelled(false);
-    decode = co_await attempts.call(role::decode, body, pieces, decode_up);
+    decode = co_await decode_attempts.call(role::decode, body, pieces, decode_up);
     decode_done = true;
     if (decode.how == call_result::ending::answered || first != failure::none) co_return;
     // The decoder failed, or the client left, or the drain ran out: no callback is to be
     // waited for and no prefill finished.
     first = failure::decode;
-    attempts.stop();
+    prefill_attempts.stop();
     callbacks.cancel();
     if (prefill_up != nullptr) prefill_up->close();
   }
@@ -76,6 +79,9 @@ struct round_halves {
       fail(failure::no_callback);
       co_return;
     }
+    // The decoder has allocated the blocks the prefiller will fill: were it to fail now, another
+    // decoder could not be given that KV cache, so its attempt in progress is its last.
+    decode_attempts.final_attempt();
     const auto posted = callbacks.take_callbacks();
     const std::string params = protocol::layerwise_splicer::prefill_params(posted);
     std::vector<std::string_view> pieces;
@@ -85,7 +91,7 @@ struct round_halves {
     // While the decode call is still waiting, the watcher closes it and the decode half closes
     // this one; once the decoder has answered, the watcher must reach the prefill itself.
     if (decode_done) active = &up;
-    prefill = co_await attempts.call(role::prefill, body, pieces, up);
+    prefill = co_await prefill_attempts.call(role::prefill, body, pieces, up);
     prefill_up = nullptr;
     if (active == &up) active = &decode_up;
     if (prefill.how == call_result::ending::answered) {
@@ -100,7 +106,7 @@ struct round_halves {
   // request and frees its blocks, and its callbacks are answered 502.
   void fail(failure what) {
     first = what;
-    attempts.stop();
+    decode_attempts.stop();
     decode_up.close();
     callbacks.finish(metaserver_registry::outcome::prefill_failed);
   }
@@ -128,7 +134,7 @@ net::awaitable<pd_request::decode_end> layerwise_request::round(
   // suffix and the registry never confuses two requests.
   std::string backend_id = pd.record_.id + "-" + protocol::make_request_id().substr(0, 8);
   std::vector<std::string> ids;
-  const bool chat = !body.has_prompt;
+  const bool chat = pd.target_ == to_string(endpoint::chat_completions);
   protocol::layerwise_request_ids::ids(body, chat, backend_id, ids);
   auto callbacks = ctx.metaserver.expect(std::move(ids), co_await net::this_coro::executor);
   if (!callbacks.active()) {
@@ -139,14 +145,17 @@ net::awaitable<pd_request::decode_end> layerwise_request::round(
   }
   spdlog::debug("[{}] layerwise: backend request id {}", pd.record_.id, backend_id);
 
-  backend_attempts attempts(ctx, pd.lease_, pd.req_, pd.record_, pd.target_, pd.client_gone_,
-                            pd.drained_);
-  attempts.use_request_id(std::move(backend_id));
+  backend_attempts decode_attempts(ctx, pd.lease_, pd.req_, pd.record_, pd.target_, pd.client_gone_,
+                                   pd.drained_);
+  backend_attempts prefill_attempts(ctx, pd.lease_, pd.req_, pd.record_, pd.target_,
+                                    pd.client_gone_, pd.drained_);
+  decode_attempts.use_request_id(backend_id);
+  prefill_attempts.use_request_id(std::move(backend_id));
   std::vector<std::string_view> decode_pieces;
   protocol::layerwise_splicer::decode_pieces(body, ctx.metaserver.decode_params(), decode_pieces);
 
-  round_halves halves(ctx, pd.client_gone_, pd.drained_, body, attempts, callbacks, decode_up,
-                      pd.active_, pd.waiting_);
+  round_halves halves(ctx, pd.client_gone_, pd.drained_, body, decode_attempts, prefill_attempts,
+                      callbacks, decode_up, pd.active_, pd.waiting_);
   co_await (halves.decode_half(decode_pieces) && halves.prefill_half());
 
   if (pd.client_gone_) co_return pd_request::decode_end::answered;  // run() accounts for it

@@ -11,11 +11,13 @@ Run by hand: cd tests/e2e && python3 -m unittest -v test_layerwise
 """
 
 import json
+import os
+import tempfile
 import unittest
 
 from faults_common import check_json_error, wait_no_load
-from harness import (ClusterTestCase, closed_port, mock_requests, mock_stats, post_json,
-                     run_proxy, stream, wait_until)
+from harness import (ClusterTestCase, closed_port, mock_requests, mock_stats, open_raw,
+                     post_json, run_proxy, start_proxy_args, stream, wait_until)
 from test_metrics import scrape
 
 COMPLETIONS = "/v1/completions"
@@ -190,6 +192,30 @@ class LayerwiseTest(ClusterTestCase):
         status, _, body = post_json(self.port, COMPLETIONS, completion(False))
         self.assertEqual(status, 200, body)
 
+    def test_client_leaving_during_the_prefill_closes_both_backends(self):
+        sock = open_raw(self.port, "POST", COMPLETIONS,
+                        completion(True, mock_fault="prefill_hang"))
+        try:
+            wait_until(lambda: len(requests_to(self.prefill_port, COMPLETIONS)) == 1,
+                       message="the prefill was not sent")
+            # While the prefill runs, the same callback again is refused, and changes nothing.
+            body = json.loads(requests_to(self.prefill_port, COMPLETIONS)[0]["body"])
+            status, headers, answer = post_json(self.port, METASERVER,
+                                                 body["kv_transfer_params"])
+            check_json_error(status, headers, answer, expected_status=409)
+            self.assertEqual(self.cluster.request_num(), 1)
+        finally:
+            sock.close()
+        wait_until(lambda: mock_stats(self.prefill_port)["client_disconnects"] >= 1,
+                   message="the prefill connection was not closed")
+        wait_until(lambda: mock_stats(self.decode_port)["client_disconnects"] >= 1,
+                   message="the decode connection was not closed")
+        [call] = mock_stats(self.decode_port)["metaserver_callbacks"]
+        self.assertEqual(call["status"], 502, call)
+        wait_no_load(self.port)
+        self.assertEqual(scrape(self.port).value("glm_proxy_metaserver_requests_total",
+                                                 code="409"), 1)
+
     def test_bad_callbacks_are_refused_and_change_nothing(self):
         cases = [
             (b"not json", 400),
@@ -246,6 +272,23 @@ class LayerwiseFailureTest(ClusterTestCase):
         self.assertEqual(requests_to(c.prefill_ports[0], COMPLETIONS), [])
         wait_no_load(c.port)
 
+    def test_client_leaving_while_the_decoder_has_not_called_back(self):
+        url = f"http://127.0.0.1:{closed_port()}{METASERVER}"
+        c = self.start_cluster(prefillers=1, decoders=1, decode_args=LAYERWISE_DECODER,
+                               proxy_args=("--pd-mode", "layerwise", "--metaserver-url", url))
+        sock = open_raw(c.port, "POST", COMPLETIONS, completion(True))
+        try:
+            wait_until(lambda: mock_stats(c.decode_ports[0])["metaserver_failed"] >= 1,
+                       message="the decoder did not try to call back")
+            self.assertEqual(c.request_num(), 1)
+        finally:
+            sock.close()
+        wait_until(lambda: mock_stats(c.decode_ports[0])["client_disconnects"] >= 1,
+                   message="the decode connection was not closed")
+        self.assertEqual(requests_to(c.prefill_ports[0], COMPLETIONS), [])
+        wait_no_load(c.port)
+        self.assertEqual(scrape(c.port).value("glm_proxy_client_disconnects_total"), 1)
+
     def test_decoder_refusal_reaches_the_client(self):
         c = self.start_cluster(prefillers=1, decoders=1, decode_args=LAYERWISE_DECODER,
                                proxy_args=("--pd-mode", "layerwise"))
@@ -253,6 +296,33 @@ class LayerwiseFailureTest(ClusterTestCase):
                                           completion(True, mock_fault="decode_error"))
         check_json_error(status, headers, body, expected_status=400)
         self.assertEqual(requests_to(c.prefill_ports[0], COMPLETIONS), [])
+        wait_no_load(c.port)
+
+    def test_a_decoder_down_is_retried_on_another(self):
+        # Ties go to the instance picked least recently: of two requests, one tries the dead one.
+        c = self.start_cluster(prefillers=1, decoders=1, decode_args=LAYERWISE_DECODER,
+                               proxy_args=("--pd-mode", "layerwise", "--decode",
+                                           f"127.0.0.1:{closed_port()}", "--retry-delay", "0"))
+        for streamed in (True, False):
+            with self.subTest(stream=streamed):
+                status, _, body = post_json(c.port, COMPLETIONS, completion(streamed))
+                self.assertEqual(status, 200, body)
+        self.assertEqual(len(requests_to(c.decode_ports[0], COMPLETIONS)), 2)
+        self.assertEqual(scrape(c.port).value("glm_proxy_retries_total", role="decode"), 1)
+        wait_no_load(c.port)
+
+    def test_a_decoder_failing_after_its_callback_is_not_retried(self):
+        # Once a decoder has called back, the prefiller pushes the KV cache to it: another
+        # decoder cannot take the request over, so its failure is the answer.
+        c = self.start_cluster(prefillers=1, decoders=2, decode_args=LAYERWISE_DECODER,
+                               proxy_args=("--pd-mode", "layerwise", "--retry-delay", "0",
+                                           "--eject-after", "0"))
+        status, headers, body = post_json(c.port, COMPLETIONS,
+                                          completion(False, mock_fault="decode_cut"))
+        check_json_error(status, headers, body, expected_status=502)
+        decodes = sum(len(requests_to(p, COMPLETIONS)) for p in c.decode_ports)
+        self.assertEqual(decodes, 1)
+        self.assertEqual(len(requests_to(c.prefill_ports[0], COMPLETIONS)), 1)
         wait_no_load(c.port)
 
     def test_metaserver_outside_layerwise_mode_is_not_found(self):
@@ -269,6 +339,35 @@ class LayerwiseFlagsTest(unittest.TestCase):
                 self.assertEqual(code, 2, out)
                 self.assertIn("wildcard", out)
                 self.assertIn("--metaserver-url", out)
+
+    def test_toml_and_the_configuration_line(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+            f.write('pd-mode = "layerwise"\n'
+                    'metaserver-url = "http://10.0.0.9:8000/v1/metaserver"\n'
+                    'metaserver-timeout = 7.5\n')
+        self.addCleanup(os.unlink, f.name)
+        p = start_proxy_args(["--config", f.name, "--prefill", "127.0.0.1:1",
+                              "--decode", "127.0.0.1:2"])
+        try:
+            log = p.read_log()
+        finally:
+            p.stop()
+            p.close_log()
+        self.assertIn("pd_mode=layerwise", log)
+        self.assertIn("metaserver_url=http://10.0.0.9:8000/v1/metaserver", log)
+        self.assertIn("metaserver_timeout=7.5", log)
+        self.assertIn("decoders call the metaserver back at http://10.0.0.9:8000/v1/metaserver", log)
+
+    def test_metaserver_timeout_defaults_to_the_prefill_timeout(self):
+        p = start_proxy_args(["--pd-mode", "layerwise", "--prefill-timeout", "42",
+                              "--prefill", "127.0.0.1:1", "--decode", "127.0.0.1:2"])
+        try:
+            log = p.read_log()
+        finally:
+            p.stop()
+            p.close_log()
+        self.assertIn("metaserver_timeout=42", log)
+        self.assertRegex(log, r"decoders call the metaserver back at http://127\.0\.0\.1:\d+/v1/metaserver")
 
     def test_bad_values(self):
         for args in (["--pd-mode", "sideways"], ["--metaserver-url", "ftp://x/y"],
