@@ -191,6 +191,7 @@ int server::run() {
   // The workers are stopped; their io_contexts (and the waiters suspended on them) go with this
   // server. A slot given back from now on must not be handed to such a waiter.
   inflight_.close();
+  metaserver_.close();
   spdlog::info("stopped");
   return 0;
 }

@@ -86,6 +86,7 @@ void metaserver_registry::registration::finish(outcome how) {
     replies = std::move(entry_->replies);
   }
   owner_->unregister(*entry_);
+  if (owner_->closed_) return;  // the callbacks' event loops are stopped, or gone
   for (auto& r : replies) {
     net::post(r->executor, [r, how] {
       r->answer = how;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -110,6 +111,10 @@ class metaserver_registry {
   // Ids registered now (for tests and /healthcheck-style checks).
   std::size_t registered() const;
 
+  // For the server, once its workers have stopped: their io_contexts (and the callbacks waiting
+  // on them) are about to go, so a request frame destroyed from now on must post nothing to them.
+  void close() { closed_ = true; }
+
   // The decode requests' kv_transfer_params (protocol::layerwise_splicer::decode_params of the
   // metaserver URL). Set once by the server, after it listens (the URL may name the bound port)
   // and before any request; read-only afterwards.
@@ -122,6 +127,7 @@ class metaserver_registry {
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<entry>> by_id_;
   std::string decode_params_;
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace glm::proxy

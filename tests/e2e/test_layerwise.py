@@ -164,6 +164,23 @@ class LayerwiseTest(ClusterTestCase):
                 self.check_flow(COMPLETIONS, n_prompts=3)
         wait_no_load(self.port)
 
+    def test_a_preempted_request_is_resumed_in_a_second_layerwise_round(self):
+        # The decoder preempts after 3 of 6 tokens; the proxy re-prefills prompt + text so far,
+        # again decode first, and the client sees one unbroken stream.
+        status, _, events = stream(self.port, COMPLETIONS,
+                                   completion(True, prompt="x", max_tokens=6,
+                                              mock_fault="recompute"))
+        self.assertEqual(status, 200, events)
+        self.assertEqual(events[-1], "[DONE]")
+        self.assertEqual(texts_of(events), " tok0 tok1 tok2 tok3 tok4 tok5")
+        decodes = requests_to(self.decode_port, COMPLETIONS)
+        self.assertEqual(len(decodes), 2)
+        self.assertNotEqual(decodes[0]["headers"]["x-request-id"],
+                            decodes[1]["headers"]["x-request-id"])
+        self.assertEqual(len(requests_to(self.prefill_port, COMPLETIONS)), 2)
+        self.assertEqual(len(mock_stats(self.decode_port)["metaserver_callbacks"]), 2)
+        wait_no_load(self.port)
+
     def test_a_reused_client_id_gets_a_fresh_backend_id_each_time(self):
         for _ in range(2):
             status, _, body = post_json(self.port, COMPLETIONS, completion(False),

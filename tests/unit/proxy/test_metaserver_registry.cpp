@@ -225,3 +225,21 @@ TEST_CASE("metaserver_registry: callbacks on other threads wake a request on its
   tb.join();
   CHECK(prefilled == prompts);
 }
+
+TEST_CASE("metaserver_registry: once closed, an ending request posts nothing", "[metaserver]") {
+  // At shutdown the workers' io_contexts go one after the other: a request frame destroyed with
+  // the second must not post to the first.
+  net::io_context request_io;
+  metaserver_registry registry;
+  std::shared_ptr<metaserver_registry::reply> answer;
+  {
+    auto r = registry.expect({"cmpl-s-0"}, request_io.get_executor());
+    net::io_context callback_io;
+    auto d = registry.deliver(callback("cmpl-s-0"), callback_io.get_executor());
+    REQUIRE(d.how == result::accepted);
+    answer = d.answer;
+    registry.close();
+  }  // callback_io goes first (declared later), then r ends
+  CHECK_FALSE(answer->answer);
+  CHECK(registry.registered() == 0);
+}
