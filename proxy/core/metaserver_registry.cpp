@@ -3,13 +3,13 @@
 namespace glm::proxy {
 
 struct metaserver_registry::entry {
-  // Set at creation, then read-only.
-  net::any_io_executor executor;  // the request's
+  net::any_io_executor executor;  // the request's; set at creation, then read-only
+
+  // Guarded by `mutex`: touched by callbacks on any worker. `ids` changes only in restart(),
+  // which holds the registry's mutex too (unregister() reads it under that one alone).
+  std::mutex mutex;
   std::vector<std::string> ids;
   std::chrono::steady_clock::time_point sent_at;
-
-  // Guarded by `mutex`: touched by callbacks on any worker.
-  std::mutex mutex;
   std::vector<std::optional<protocol::metaserver_callback>> got;
   std::size_t count = 0;
   bool finished = false;
@@ -44,19 +44,19 @@ metaserver_registry::registration::~registration() {
 net::awaitable<bool> metaserver_registry::registration::wait(
     std::chrono::steady_clock::duration timeout) {
   if (!entry_) co_return false;
-  {
-    std::lock_guard lock(entry_->mutex);
-    if (entry_->complete()) co_return true;
-  }
-  // The last callback posts a cancel of this timer to this executor, which runs it only after
-  // this coroutine suspends: it cannot be lost between the check above and the wait.
-  if (!entry_->cancelled) {
-    wake_->expires_after(timeout);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    {
+      std::lock_guard lock(entry_->mutex);
+      if (entry_->complete()) co_return true;
+    }
+    if (entry_->cancelled || std::chrono::steady_clock::now() >= deadline) co_return false;
+    // The last callback posts a cancel of this timer to this executor, which runs it only after
+    // this coroutine suspends: it cannot be lost between the check above and the wait. A wake-up
+    // whose set a restart() has emptied since is waited out again.
+    wake_->expires_at(deadline);
     co_await wake_->async_wait(use_nothrow);
   }
-  if (entry_->cancelled) co_return false;
-  std::lock_guard lock(entry_->mutex);
-  co_return entry_->complete();
 }
 
 void metaserver_registry::registration::cancel() {
@@ -87,6 +87,33 @@ void metaserver_registry::registration::finish(outcome how) {
   }
   owner_->unregister(*entry_);
   if (owner_->closed_) return;  // the callbacks' event loops are stopped, or gone
+  answer(std::move(replies), how);
+}
+
+bool metaserver_registry::registration::restart(std::vector<std::string> ids) {
+  if (!entry_) return false;
+  std::vector<std::shared_ptr<reply>> stale;
+  {
+    std::lock_guard registry_lock(owner_->mutex_);
+    std::lock_guard lock(entry_->mutex);
+    if (entry_->finished) return false;
+    for (const auto& id : ids) {
+      if (owner_->by_id_.count(id) != 0) return false;
+    }
+    for (const auto& id : entry_->ids) owner_->by_id_.erase(id);
+    for (const auto& id : ids) owner_->by_id_.emplace(id, entry_);
+    entry_->ids = std::move(ids);
+    entry_->got.assign(entry_->ids.size(), std::nullopt);
+    entry_->count = 0;
+    entry_->sent_at = std::chrono::steady_clock::now();
+    stale = std::move(entry_->replies);
+    entry_->replies.clear();
+  }
+  if (!owner_->closed_) answer(std::move(stale), outcome::prefill_failed);
+  return true;
+}
+
+void metaserver_registry::answer(std::vector<std::shared_ptr<reply>> replies, outcome how) {
   for (auto& r : replies) {
     net::post(r->executor, [r, how] {
       r->answer = how;
@@ -135,6 +162,7 @@ metaserver_registry::delivery metaserver_registry::deliver(protocol::metaserver_
     if (e->finished) return d;  // it finished since the lookup: unknown from now on
     std::size_t i = 0;
     while (i < e->ids.size() && e->ids[i] != callback.request_id) ++i;
+    if (i == e->ids.size()) return d;  // a restart() since the lookup: unknown from now on
     if (e->got[i]) {
       d.how = delivery::result::duplicate;
       return d;

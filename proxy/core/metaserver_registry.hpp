@@ -59,6 +59,11 @@ class metaserver_registry {
     void cancel();
     // The delivered callbacks in id order, once wait() returned true.
     std::vector<protocol::metaserver_callback> take_callbacks();
+    // A new decode attempt, sent with a new X-Request-Id: expects `ids` instead of the current
+    // ones (now unknown), and forgets the callbacks so far, which came from the decoder that
+    // failed (they are answered prefill_failed). A wait() in progress goes on. False, and nothing
+    // changed, if one of `ids` is registered already, or the registration has finished.
+    bool restart(std::vector<std::string> ids);
     // Unregisters the ids and answers every waiting callback with `how`. Idempotent (the first
     // outcome stands); callbacks that arrive later are unknown (404).
     void finish(outcome how);
@@ -123,6 +128,7 @@ class metaserver_registry {
 
  private:
   void unregister(const entry& e);
+  static void answer(std::vector<std::shared_ptr<reply>> replies, outcome how);
 
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<entry>> by_id_;

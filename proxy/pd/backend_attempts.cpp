@@ -99,6 +99,7 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
       seconds(r == role::prefill ? ctx_.cfg.prefill_timeout : ctx_.cfg.stream_idle_timeout);
   call_result result;
   for (int k = 1;; ++k) {
+    if (before_attempt_) before_attempt_(k);
     auto to = choose(r, body);
     if (!to) {
       result.how = call_result::ending::no_instance;

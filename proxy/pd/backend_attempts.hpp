@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,6 +71,11 @@ class backend_attempts {
   // --max-retries says. For a layerwise decode whose decoder has called back: the KV cache is
   // being pushed to that decoder, so no other one can take the request over.
   void final_attempt() { final_ = true; }
+  // Called before each attempt's choice with its number (1, 2, ...): a layerwise decode gives
+  // each attempt an X-Request-Id of its own (use_request_id) and registers the ids that go with it.
+  void before_each_attempt(std::function<void(int attempt)> hook) {
+    before_attempt_ = std::move(hook);
+  }
 
  private:
   // What the role's policy routes on: nothing for least_loaded and round_robin, the routing key
@@ -105,6 +111,7 @@ class backend_attempts {
   std::string backend_id_;           // use_request_id(); empty: record_.id
   bool stopped_ = false;             // stop()
   bool final_ = false;               // final_attempt()
+  std::function<void(int)> before_attempt_;
 };
 
 }  // namespace glm::proxy

@@ -130,7 +130,7 @@ net::awaitable<pd_request::decode_end> layerwise_request::round(
   } forget_on_exit{pd};
 
   // vLLM names its engine requests after X-Request-Id; the connector reports those names. A
-  // client may reuse its id (or two clients pick the same), so each round's id gets a random
+  // client may reuse its id (or two clients pick the same), so each attempt's id gets a random
   // suffix and the registry never confuses two requests.
   std::string backend_id = pd.record_.id + "-" + protocol::make_request_id().substr(0, 8);
   std::vector<std::string> ids;
@@ -150,7 +150,18 @@ net::awaitable<pd_request::decode_end> layerwise_request::round(
   backend_attempts prefill_attempts(ctx, pd.lease_, pd.req_, pd.record_, pd.target_,
                                     pd.client_gone_, pd.drained_);
   decode_attempts.use_request_id(backend_id);
-  prefill_attempts.use_request_id(std::move(backend_id));
+  prefill_attempts.use_request_id(backend_id);
+  // A retry goes to another decoder with an id of its own: callbacks from the one that failed
+  // (some prompts of a list may have called) are then unknown instead of mixed in.
+  decode_attempts.before_each_attempt([&](int attempt) {
+    if (attempt == 1) return;
+    std::string retry_id = pd.record_.id + "-" + protocol::make_request_id().substr(0, 8);
+    std::vector<std::string> retry_ids;
+    protocol::layerwise_request_ids::ids(body, chat, retry_id, retry_ids);
+    if (!callbacks.restart(std::move(retry_ids))) return;  // a repeated suffix: keep the old id
+    decode_attempts.use_request_id(retry_id);
+    prefill_attempts.use_request_id(std::move(retry_id));
+  });
   std::vector<std::string_view> decode_pieces;
   protocol::layerwise_splicer::decode_pieces(body, ctx.metaserver.decode_params(), decode_pieces);
 

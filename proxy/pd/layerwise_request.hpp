@@ -14,9 +14,10 @@ namespace glm::proxy {
 //
 //   1. a decoder is chosen (decode policy) and sent the client's body with
 //      kv_transfer_params {"do_remote_decode":false,"do_remote_prefill":true,"metaserver":URL}
-//      and an X-Request-Id made for this round (the client's id plus a random suffix: unique
-//      per backend request even when a client reuses its id); the vLLM ids it will report
-//      (cmpl-<id>-<i> per prompt, chatcmpl-<id>) are registered in the metaserver registry;
+//      and an X-Request-Id made for this attempt (the client's id plus a random suffix: unique
+//      per backend request even when a client reuses its id; a retry on another decoder gets a
+//      new one); the vLLM ids it will report (cmpl-<id>-<i> per prompt, chatcmpl-<id>) are
+//      registered in the metaserver registry; once they have all called, no retry;
 //   2. meanwhile, once every prompt has called /v1/metaserver back (metaserver_endpoint), a
 //      prefiller is chosen (prefill policy) and sent one prefill whose kv_transfer_params are
 //      the posted objects (batched for several prompts), with the normal retries; the callbacks

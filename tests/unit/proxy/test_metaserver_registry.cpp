@@ -243,3 +243,54 @@ TEST_CASE("metaserver_registry: once closed, an ending request posts nothing", "
   CHECK_FALSE(answer->answer);
   CHECK(registry.registered() == 0);
 }
+
+TEST_CASE("metaserver_registry: a restart expects new ids and drops the old callbacks",
+          "[metaserver]") {
+  net::io_context io;
+  metaserver_registry registry;
+  auto r = registry.expect({"cmpl-a-0", "cmpl-a-1"}, io.get_executor());
+  std::optional<bool> all_in;
+  start_wait(io, r, long_wait, all_in);
+  auto old = registry.deliver(callback("cmpl-a-0"), io.get_executor());
+  REQUIRE(old.how == result::accepted);
+  std::optional<outcome> old_answer;
+  start_answer(io, old.answer, old_answer);
+  settle(io);
+
+  // The decoder failed; the retry's decoder reports other ids.
+  CHECK_FALSE(r.restart({"cmpl-a-1"}));  // already registered (by this very request): refused
+  REQUIRE(r.restart({"cmpl-b-0", "cmpl-b-1"}));
+  settle(io);
+  CHECK(old_answer == outcome::prefill_failed);  // its decoder failed: no prefill for it
+  CHECK(registry.registered() == 2);
+  CHECK(registry.deliver(callback("cmpl-a-1"), io.get_executor()).how == result::unknown);
+  CHECK_FALSE(all_in);  // the wait goes on
+
+  REQUIRE(registry.deliver(callback("cmpl-b-1"), io.get_executor()).how == result::accepted);
+  REQUIRE(registry.deliver(callback("cmpl-b-0"), io.get_executor()).how == result::accepted);
+  settle(io);
+  REQUIRE(all_in);
+  CHECK(*all_in);
+  auto got = r.take_callbacks();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].request_id == "cmpl-b-0");
+  CHECK(got[1].request_id == "cmpl-b-1");
+}
+
+TEST_CASE("metaserver_registry: a wake-up whose set was restarted is waited out", "[metaserver]") {
+  net::io_context io;
+  metaserver_registry registry;
+  auto r = registry.expect({"cmpl-w-0"}, io.get_executor());
+  std::optional<bool> all_in;
+  start_wait(io, r, long_wait, all_in);
+  settle(io);
+  // The last callback posts the wake-up; before it runs, the decode is retried elsewhere.
+  REQUIRE(registry.deliver(callback("cmpl-w-0"), io.get_executor()).how == result::accepted);
+  REQUIRE(r.restart({"cmpl-v-0"}));
+  settle(io);
+  CHECK_FALSE(all_in);  // not ended as a timeout: still waiting for the new decoder
+  REQUIRE(registry.deliver(callback("cmpl-v-0"), io.get_executor()).how == result::accepted);
+  settle(io);
+  REQUIRE(all_in);
+  CHECK(*all_in);
+}
