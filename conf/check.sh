@@ -122,6 +122,7 @@ FLAGS = {
     "hash-balance-factor": (int, float), "max-prefill-answer-bytes": int,
     "scrape-interval": (int, float), "kv-high": (int, float), "max-metrics-bytes": int,
     "prefill-fallback": str,
+    "pd-mode": str, "metaserver-url": str, "metaserver-timeout": (int, float),
 }
 POSITIVE = {"connect-timeout", "prefill-timeout", "stream-idle-timeout", "client-write-timeout",
             "header-timeout", "max-body-bytes"}

@@ -1,6 +1,7 @@
 #include "protocol/request_splicer.hpp"
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "protocol/json_scan.hpp"
 
@@ -13,13 +14,14 @@ namespace {
 using detail::key_is;
 namespace ondemand = simdjson::ondemand;
 
-// Appended to every prefill body. kv_transfer_params asks the prefiller to keep the KV cache for a
-// remote decoder; max_tokens and min_tokens are both 1 because the Mooncake connector only returns
-// transfer parameters when the prefill stopped at its token limit.
-constexpr std::string_view prefill_tail =
-    R"("kv_transfer_params":{"do_remote_decode":true,"do_remote_prefill":false,)"
-    R"("remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null},)"
-    R"("stream":false,"max_tokens":1,"min_tokens":1)";
+// The standard prefill's kv_transfer_params: the prefiller keeps the KV cache for a remote
+// decoder.
+constexpr std::string_view standard_prefill_params =
+    R"({"do_remote_decode":true,"do_remote_prefill":false,)"
+    R"("remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null})";
+// After every prefill's kv_transfer_params. max_tokens and min_tokens are both 1 because the
+// Mooncake connector only returns transfer parameters when the prefill stopped at its token limit.
+constexpr std::string_view prefill_limits = R"(,"stream":false,"max_tokens":1,"min_tokens":1)";
 constexpr std::string_view max_completion_tail = R"(,"max_completion_tokens":1)";
 constexpr std::string_view kv_key = R"("kv_transfer_params":)";
 
@@ -33,12 +35,14 @@ bool dropped_from_decode(std::string_view key) {
   return key_is(key, "kv_transfer_params");
 }
 
-// "{" + the kept members + "," + tail_a + tail_b + "}" as views, for a gather write. Members
+// "{" + the kept members + "," + the tail pieces + "}" as views, for a gather write. Members
 // that are kept and adjacent in the body go out as one view of the body, separators and all, so
 // the client's bytes (a 1 MiB prompt) are never copied: typically "{", one run, ",", the tail, "}".
+// Empty tail pieces are left out.
 template <class Drop>
-void splice_pieces(const client_request& req, Drop drop, std::string_view tail_a,
-                   std::string_view tail_b, std::vector<std::string_view>& out) {
+void splice_pieces(const client_request& req, Drop drop,
+                   std::initializer_list<std::string_view> tail,
+                   std::vector<std::string_view>& out) {
   out.clear();
   out.push_back("{");
   std::size_t i = 0;
@@ -55,18 +59,10 @@ void splice_pieces(const client_request& req, Drop drop, std::string_view tail_a
     out.push_back(",");
     ++i;
   }
-  out.push_back(tail_a);
-  if (!tail_b.empty()) out.push_back(tail_b);
+  for (std::string_view piece : tail) {
+    if (!piece.empty()) out.push_back(piece);
+  }
   out.push_back("}");
-}
-
-std::string join(const std::vector<std::string_view>& pieces) {
-  std::size_t size = 0;
-  for (auto p : pieces) size += p.size();
-  std::string out;
-  out.reserve(size);
-  for (auto p : pieces) out += p;
-  return out;
 }
 
 }  // namespace
@@ -168,8 +164,15 @@ std::optional<std::string> request_splicer::parse(std::string& body, client_requ
 
 void request_splicer::prefill_pieces(const client_request& req,
                                      std::vector<std::string_view>& out) {
-  splice_pieces(req, dropped_from_prefill, prefill_tail,
-                req.has_max_completion_tokens ? max_completion_tail : std::string_view(), out);
+  prefill_pieces(req, standard_prefill_params, out);
+}
+
+void request_splicer::prefill_pieces(const client_request& req, std::string_view kv_transfer_params,
+                                     std::vector<std::string_view>& out) {
+  splice_pieces(req, dropped_from_prefill,
+                {kv_key, kv_transfer_params, prefill_limits,
+                 req.has_max_completion_tokens ? max_completion_tail : std::string_view()},
+                out);
 }
 
 void request_splicer::decode_pieces(const client_request& req, std::string_view kv_transfer_params,
@@ -179,13 +182,22 @@ void request_splicer::decode_pieces(const client_request& req, std::string_view 
     return;
   }
   // The prefiller's bytes go out as they came, never through a JSON tree.
-  splice_pieces(req, dropped_from_decode, kv_key, kv_transfer_params, out);
+  splice_pieces(req, dropped_from_decode, {kv_key, kv_transfer_params}, out);
 }
 
 std::string request_splicer::prefill_body(const client_request& req) {
   std::vector<std::string_view> pieces;
   prefill_pieces(req, pieces);
   return join(pieces);
+}
+
+std::string request_splicer::join(const std::vector<std::string_view>& pieces) {
+  std::size_t size = 0;
+  for (auto p : pieces) size += p.size();
+  std::string out;
+  out.reserve(size);
+  for (auto p : pieces) out += p;
+  return out;
 }
 
 std::string request_splicer::decode_body(const client_request& req,

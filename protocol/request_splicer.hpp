@@ -35,6 +35,11 @@ class request_splicer {
   // prefill_body as pieces to be sent one after the other (a gather write): views of the client's
   // body and of static text, valid while the body is. `out` is cleared first.
   static void prefill_pieces(const client_request& req, std::vector<std::string_view>& out);
+  // The same with kv_transfer_params = `kv_transfer_params` (raw JSON, sent verbatim): the one
+  // prefill splice, which the layerwise mode's prefill (layerwise_splicer) uses too. The pieces
+  // also view `kv_transfer_params`.
+  static void prefill_pieces(const client_request& req, std::string_view kv_transfer_params,
+                             std::vector<std::string_view>& out);
 
   // The client's body, every member kept except a client-sent kv_transfer_params, plus
   // "kv_transfer_params":<kv_transfer_params> copied verbatim. An empty `kv_transfer_params`
@@ -43,6 +48,9 @@ class request_splicer {
   // decode_body as pieces, like prefill_pieces; they also view `kv_transfer_params`.
   static void decode_pieces(const client_request& req, std::string_view kv_transfer_params,
                             std::vector<std::string_view>& out);
+
+  // The pieces joined into one string (for tests and the fuzzer; the proxy sends the pieces).
+  static std::string join(const std::vector<std::string_view>& pieces);
 };
 
 }  // namespace glm::protocol

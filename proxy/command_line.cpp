@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <boost/asio/ip/address.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -89,6 +90,30 @@ const CLI::Validator bearer_token(
       return {};
     },
     "");
+
+// A URL decoders can POST to: http(s)://, visible ASCII without spaces (it goes into every
+// decode request's JSON, escaped, and vLLM's connector opens it as it is).
+const CLI::Validator metaserver_url(
+    [](std::string& text) -> std::string {
+      if (text.rfind("http://", 0) != 0 && text.rfind("https://", 0) != 0) {
+        return "must start with http:// or https://";
+      }
+      for (unsigned char c : text) {
+        if (c <= 0x20 || c >= 0x7f) return "must be visible ASCII characters without spaces";
+      }
+      return {};
+    },
+    "");
+
+// 0.0.0.0, ::, [::] and the like: an address to listen on, never one to call.
+bool is_wildcard(std::string host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_unspecified();
+}
 
 const CLI::Validator not_empty(
     [](std::string& text) -> std::string { return text.empty() ? "must not be empty" : ""; }, "");
@@ -306,6 +331,19 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
                  "Bearer token for /instances/* and /reset_prefix_cache; without it they answer "
                  "loopback clients only")
       ->check(bearer_token);
+  std::string mode = "standard";
+  app.add_option("--pd-mode", mode,
+                 "standard: prefill, then decode; layerwise: vllm-ascend's layerwise mode (decode "
+                 "first; the decoder calls --metaserver-url back, then the prefill is sent)")
+      ->transform(CLI::IsMember({"standard", "layerwise"}));
+  app.add_option("--metaserver-url", out.metaserver_url,
+                 "Layerwise mode: the URL decoders call back (default "
+                 "http://<--host>:<--port>/v1/metaserver, with the bound port)")
+      ->check(metaserver_url);
+  app.add_option("--metaserver-timeout", out.metaserver_timeout,
+                 "Layerwise mode: seconds the decoder has to call back before the request is "
+                 "ended (0: --prefill-timeout)")
+      ->check(number_in(0, max_seconds));
   app.add_flag("--reuse-port", out.reuse_port,
                "Set SO_REUSEPORT and take the port's new connections from an older glm-proxy "
                "on it, which can then drain: an upgrade without refused connections");
@@ -367,6 +405,14 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
     errors << "glm-proxy: error: " << *err << "\n";
     return 2;
   }
+  out.mode = mode == "layerwise" ? pd_mode::layerwise : pd_mode::standard;
+  if (out.metaserver_timeout == 0) out.metaserver_timeout = out.prefill_timeout;
+  if (out.mode == pd_mode::layerwise && out.metaserver_url.empty() && is_wildcard(out.host)) {
+    errors << "glm-proxy: error: --pd-mode layerwise with --host " << out.host
+           << " needs --metaserver-url: decoders call the metaserver back at that URL, and "
+              "cannot call a wildcard address; give the address they reach this proxy at\n";
+    return 2;
+  }
   if (const char* key = std::getenv("OPENAI_API_KEY"); key != nullptr && *key != '\0') {
     out.backend_api_key = key;
   }
@@ -420,6 +466,9 @@ std::string effective_configuration(const config& c) {
     << " scrape_interval=" << c.scrape_interval << " kv_high=" << c.kv_high
     << " max_metrics_bytes=" << c.max_metrics_bytes
     << " prefill_fallback=" << (c.fallback == config::prefill_fallback::decode ? "decode" : "off")
+    << " pd_mode=" << (c.mode == pd_mode::layerwise ? "layerwise" : "standard")
+    << " metaserver_url=" << (c.metaserver_url.empty() ? "-" : c.metaserver_url)
+    << " metaserver_timeout=" << c.metaserver_timeout
     << " reuse_port=" << (c.reuse_port ? "true" : "false")
     << " config=" << (c.config_file.empty() ? "-" : c.config_file)
     << " api_key=" << (c.api_key.empty() ? "unset" : "set")

@@ -11,6 +11,12 @@
 
 namespace glm::proxy {
 
+// How a completion request is split between prefiller and decoder (README "Layerwise mode").
+enum class pd_mode : unsigned char {
+  standard,   // prefill first, then decode with the prefiller's kv_transfer_params
+  layerwise,  // vllm-ascend's layerwise mode: decode first; the decoder calls /v1/metaserver back
+};
+
 // Everything glm-proxy is told at start. Filled once by parse_command_line(), then read-only and
 // shared by every worker thread. A SIGHUP reads a fresh copy (see config_reload); the one the
 // workers share is never written.
@@ -67,6 +73,12 @@ struct config {
   // decoder without kv_transfer_params, which then prefills locally (decode).
   enum class prefill_fallback { off, decode };
   prefill_fallback fallback = prefill_fallback::off;
+  // The PD mode. In layerwise mode decoders call metaserver_url back (default, filled in by the
+  // server once it listens: http://<host>:<bound port>/v1/metaserver); a request whose callbacks
+  // have not all come within metaserver_timeout seconds (default: prefill_timeout) is ended.
+  pd_mode mode = pd_mode::standard;
+  std::string metaserver_url;
+  double metaserver_timeout = 0;
 
   // Client-facing security. api_key guards the inference endpoints (Bearer); admin_token guards
   // /instances/* and /reset_prefix_cache, which without it answer loopback clients only.

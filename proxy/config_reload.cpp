@@ -79,6 +79,9 @@ std::vector<std::pair<const char*, std::string>> restart_settings(const config& 
       {"kv-high", text(c.kv_high)},
       {"max-metrics-bytes", std::to_string(c.max_metrics_bytes)},
       {"prefill-fallback", c.fallback == config::prefill_fallback::decode ? "decode" : "off"},
+      {"pd-mode", c.mode == pd_mode::layerwise ? "layerwise" : "standard"},
+      {"metaserver-url", c.metaserver_url},
+      {"metaserver-timeout", text(c.metaserver_timeout)},
       {"api-key", c.api_key},
       {"admin-token", c.admin_token},
   };

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protocol/layerwise_splicer.hpp"
 #include "proxy/front/connection_refusal.hpp"
 #include "proxy/front/http_session.hpp"
 #include "proxy/logging.hpp"
@@ -55,7 +56,7 @@ server::server(const config& cfg, config_reload::reader reread)
       lingering_refusals_(max_lingering_refusals),
       // The line is as long as the limit: past that, waiting would only pile up latency.
       inflight_(cfg.max_inflight, cfg.max_inflight),
-      ctx_{cfg_, lb_, metrics_, inflight_},
+      ctx_{cfg_, lb_, metrics_, inflight_, metaserver_},
       scraper_(ctx_),
       workers_(make_workers(cfg.workers)),
       acceptor_(*workers_[0]),
@@ -95,6 +96,7 @@ error_code server::listen() {
                           : " (SO_REUSEPORT; new connections to the port come here; " +
                                 std::to_string(steered.index) + " older listener(s) on it)";
       }
+      if (cfg_.mode == pd_mode::layerwise) set_metaserver_url(local.port());
       log_always(fmt::format("listening on {}:{}{}",
                              addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string(),
                              local.port(), note));
@@ -104,6 +106,18 @@ error_code server::listen() {
     acceptor_.close(ignored);
   }
   return ec ? ec : net::error::host_not_found;
+}
+
+void server::set_metaserver_url(std::uint16_t bound_port) {
+  std::string url = cfg_.metaserver_url;
+  if (url.empty()) {
+    // --host as given (a name decoders resolve, or a literal); command_line refused a wildcard.
+    std::string host = cfg_.host;
+    if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+    url = "http://" + host + ":" + std::to_string(bound_port) + "/v1/metaserver";
+  }
+  metaserver_.set_decode_params(protocol::layerwise_splicer::decode_params(url));
+  log_always("layerwise PD mode: decoders call the metaserver back at " + url);
 }
 
 net::awaitable<void> server::accept_loop() {
@@ -182,6 +196,7 @@ int server::run() {
   // The workers are stopped; their io_contexts (and the waiters suspended on them) go with this
   // server. A slot given back from now on must not be handed to such a waiter.
   inflight_.close();
+  metaserver_.close();
   spdlog::info("stopped");
   return 0;
 }

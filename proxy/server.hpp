@@ -42,6 +42,8 @@ class server {
   int run();
 
  private:
+  // The layerwise decode requests' kv_transfer_params, with --metaserver-url or its default.
+  void set_metaserver_url(std::uint16_t bound_port);
   net::awaitable<void> accept_loop();
   net::awaitable<void> wait_for_signal();
   net::awaitable<void> reload_on_hangup();
@@ -54,6 +56,7 @@ class server {
   connection_gate connections_;
   connection_gate lingering_refusals_;
   inflight_gate inflight_;
+  metaserver_registry metaserver_;
   proxy_context ctx_;
   // Before the workers too: the io_contexts' destruction destroys scrape frames still under way,
   // which take themselves off its list.

@@ -18,6 +18,7 @@ enum class endpoint : unsigned char {
   reset_prefix_cache,
   instances_add,
   instances_remove,
+  metaserver,
   other,
   invalid,
 };
@@ -25,8 +26,8 @@ enum class endpoint : unsigned char {
 inline constexpr std::array all_endpoints{
     endpoint::completions,   endpoint::chat_completions, endpoint::healthcheck,
     endpoint::metrics,       endpoint::models,           endpoint::reset_prefix_cache,
-    endpoint::instances_add, endpoint::instances_remove, endpoint::other,
-    endpoint::invalid,
+    endpoint::instances_add, endpoint::instances_remove, endpoint::metaserver,
+    endpoint::other,         endpoint::invalid,
 };
 
 // The path of a served endpoint ("/v1/completions"), or "other" / "invalid".
@@ -48,6 +49,8 @@ constexpr std::string_view to_string(endpoint e) {
       return "/instances/add";
     case endpoint::instances_remove:
       return "/instances/remove";
+    case endpoint::metaserver:
+      return "/v1/metaserver";
     case endpoint::other:
       return "other";
     case endpoint::invalid:

@@ -119,6 +119,15 @@ struct metrics::families {
             "Completion requests waiting in line for a --max-inflight slot", registry)
           .Add({});
 
+  Family<Counter>& metaserver_requests =
+      named(prometheus::BuildCounter(), "glm_proxy_metaserver_requests_total",
+            "Decoder callbacks to /v1/metaserver (layerwise mode), by HTTP status", registry);
+  Histogram& metaserver_wait =
+      named(prometheus::BuildHistogram(), "glm_proxy_metaserver_wait_seconds",
+            "Layerwise mode: time from a decode request's sending to its decoder's callback",
+            registry)
+          .Add({}, latency_buckets());
+
   Counter& request_counter(endpoint e, unsigned code) {
     return requests.Add({{"endpoint", std::string(to_string(e))}, {"code", std::to_string(code)}});
   }
@@ -142,6 +151,10 @@ struct metrics::families {
     }
     for (refusal_reason r : all_refusal_reasons) {
       refusals.Add({{"reason", std::string(to_string(r))}});
+    }
+    // What /v1/metaserver answers: ok, bad input, not a decoder, unknown id, repeated id, failed.
+    for (unsigned code : {200u, 400u, 403u, 404u, 409u, 502u}) {
+      metaserver_requests.Add({{"code", std::to_string(code)}});
     }
     for (auto role : {balancer::role::prefill, balancer::role::decode}) {
       retries.Add({{"role", role_label(role)}});
@@ -230,6 +243,14 @@ void metrics::scrape_error(balancer::role role, const std::string& backend,
 
 void metrics::prefill_fallback() {
   f_->prefill_fallbacks.Increment();
+}
+
+void metrics::metaserver_request(unsigned code) {
+  f_->metaserver_requests.Add({{"code", std::to_string(code)}}).Increment();
+}
+
+void metrics::metaserver_wait(double seconds) {
+  f_->metaserver_wait.Observe(seconds);
 }
 
 void metrics::inflight_gate_state(std::size_t inflight, std::size_t waiting) {

@@ -53,6 +53,10 @@ class metrics {
   void scrape_error(balancer::role role, const std::string& backend, std::string_view reason);
   // A request decoded without a prefill (--prefill-fallback decode).
   void prefill_fallback();
+  // Layerwise mode: a /v1/metaserver call answered with `code`, and the time from a decode
+  // request's sending to one of its callbacks.
+  void metaserver_request(unsigned code);
+  void metaserver_wait(double seconds);
   // The --max-inflight gate as the scrape finds it: requests holding a slot and requests waiting
   // in line. Set just before serialize(), like the backend gauges, so it cannot drift.
   void inflight_gate_state(std::size_t inflight, std::size_t waiting);

@@ -7,9 +7,11 @@
 #include "protocol/request_id.hpp"
 #include "proxy/core/json_response.hpp"
 #include "proxy/front/admission.hpp"
+#include "proxy/front/decoder_peers.hpp"
 #include "proxy/front/request_reader.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/ops/admin_endpoints.hpp"
+#include "proxy/pd/metaserver_endpoint.hpp"
 #include "proxy/pd/pd_request.hpp"
 
 namespace glm::proxy {
@@ -104,6 +106,13 @@ net::awaitable<answer> http_session::handle(http::request<http::string_body>& re
     co_return route_table::method_not_allowed(*r, keep_alive);
   }
   if (auto refused = check_access(*r, req)) co_return std::move(*refused);
+  if (r->access == access_rule::decoders) {
+    const bool admitted = co_await decoder_peers::admits(ctx_.lb, peer_address_);
+    if (!admitted) {
+      co_return answer::refusal(403, "this endpoint answers the proxy's decoders and loopback only",
+                                refusal_reason::forbidden, keep_alive);
+    }
+  }
   // Held until the answer has ended, however it ends.
   inflight_gate::slot place;
   if (r->limited && ctx_.inflight.limit() != 0) {
@@ -119,6 +128,7 @@ std::optional<answer> http_session::check_access(const route& r,
   auto authorization = req[http::field::authorization];
   switch (r.access) {
     case access_rule::open:
+    case access_rule::decoders:  // by address, in handle(): a host name may need resolving
       return std::nullopt;
     case access_rule::inference:
       return refusal_of(policy_.inference(authorization), req.keep_alive());
@@ -155,6 +165,11 @@ net::awaitable<answer> http_session::invoke(const route& r, http::request<http::
       if (a.response.result_int() == 400) a.refused = refusal_reason::invalid_body;
       co_return a;
     }
+    case endpoint::metaserver: {
+      answer a = answer::reply(co_await metaserver_endpoint::serve(ctx_, req));
+      if (a.response.result_int() == 400) a.refused = refusal_reason::invalid_body;
+      co_return a;
+    }
     case endpoint::other:
     case endpoint::invalid:
       break;
@@ -180,6 +195,7 @@ net::awaitable<bool> http_session::finish(answer a, access_record& record, endpo
   const double duration =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   ctx_.stats.request_done(label, a.status, duration);
+  if (label == endpoint::metaserver) ctx_.stats.metaserver_request(a.status);
   record.status = a.status;
   record.duration_seconds = duration;
   log_access(record);

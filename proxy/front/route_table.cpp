@@ -15,6 +15,7 @@ constexpr std::array routes{
     route{endpoint::reset_prefix_cache, http::verb::post, access_rule::admin, false},
     route{endpoint::instances_add, http::verb::post, access_rule::admin, false},
     route{endpoint::instances_remove, http::verb::post, access_rule::admin, false},
+    route{endpoint::metaserver, http::verb::post, access_rule::decoders, false},
 };
 
 }  // namespace

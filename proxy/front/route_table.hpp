@@ -13,6 +13,7 @@ enum class access_rule {
   open,       // /healthcheck, /metrics: probes and Prometheus carry no tokens
   inference,  // --api-key when set
   admin,      // --admin-token when set, loopback clients only otherwise
+  decoders,   // no token: the decoders the balancer knows, and loopback (front/decoder_peers)
 };
 
 // What glm-proxy serves, listed once: each endpoint with its method, who may call it and whether

@@ -99,6 +99,7 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
       seconds(r == role::prefill ? ctx_.cfg.prefill_timeout : ctx_.cfg.stream_idle_timeout);
   call_result result;
   for (int k = 1;; ++k) {
+    if (before_attempt_) before_attempt_(k);
     auto to = choose(r, body);
     if (!to) {
       result.how = call_result::ending::no_instance;
@@ -111,7 +112,7 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
     } else {
       failure = co_await judge(r, up, *to, started, result.prefill);
     }
-    if (client_gone_) co_return result;  // how: client_gone
+    if (client_gone_ || stopped_) co_return result;  // how: client_gone
     if (drained_) {
       result.how = call_result::ending::drained;
       co_return result;
@@ -132,14 +133,14 @@ net::awaitable<call_result> backend_attempts::call(role r, const protocol::clien
       co_return result;
     }
     note_failure(*failure, k, attempts);
-    if (k >= attempts || !failure->retryable()) {
+    if (k >= attempts || !failure->retryable() || final_) {
       result.how = call_result::ending::failed;
       result.failure = std::move(failure);
       co_return result;
     }
     ctx_.stats.retry(r);
     co_await pause(k);
-    if (client_gone_) co_return result;  // how: client_gone
+    if (client_gone_ || stopped_) co_return result;  // how: client_gone
     if (drained_) {
       result.how = call_result::ending::drained;
       co_return result;
@@ -152,10 +153,11 @@ net::awaitable<error_code> backend_attempts::start(upstream_exchange& up,
                                                    const std::vector<std::string_view>& pieces,
                                                    std::chrono::steady_clock::duration wait) {
   const std::string host = to.to_string();
-  const upstream_exchange::post head{target_, host, record_.id, ctx_.cfg.backend_api_key};
+  const std::string_view id = backend_id_.empty() ? std::string_view(record_.id) : backend_id_;
+  const upstream_exchange::post head{target_, host, id, ctx_.cfg.backend_api_key};
   auto how = upstream_exchange::connection::pooled;
   for (;;) {
-    if (client_gone_ || drained_) co_return net::error::operation_aborted;
+    if (client_gone_ || drained_ || stopped_) co_return net::error::operation_aborted;
     error_code ec = co_await up.connect(to, seconds(ctx_.cfg.connect_timeout), how);
     if (ec) co_return ec;
     ec = co_await up.send(head, pieces, wait);
@@ -203,7 +205,8 @@ net::awaitable<std::optional<backend_failure>> backend_attempts::judge(
   if (auto error = protocol::prefill_result::parse(body, out)) {
     co_return backend_failure::bad_answer(r, to, *error);
   }
-  if (out.kv_transfer_params.empty()) {
+  // A layerwise prefill pushes the KV cache itself; its answer's kv_transfer_params are unused.
+  if (out.kv_transfer_params.empty() && ctx_.cfg.mode != pd_mode::layerwise) {
     ctx_.stats.prefill_without_kv(backend);
     if (first_prefill_without_kv(backend)) {
       spdlog::warn(

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,23 @@ class backend_attempts {
                                    const std::vector<std::string_view>& pieces,
                                    upstream_exchange& up);
 
+  // The X-Request-Id of the backend calls from now on, instead of the request's id (the layerwise
+  // mode sends one unique per backend request). The string is copied.
+  void use_request_id(std::string id) { backend_id_ = std::move(id); }
+  // Ends the calls of this object: an attempt in progress, once its connection is closed by the
+  // caller, and every later one returns with how = client_gone, nothing logged or counted. For a
+  // layerwise round whose other half failed: the round answers the client itself.
+  void stop() { stopped_ = true; }
+  // The attempt in progress (or the next) is the last: its failure is final, whatever
+  // --max-retries says. For a layerwise decode whose decoder has called back: the KV cache is
+  // being pushed to that decoder, so no other one can take the request over.
+  void final_attempt() { final_ = true; }
+  // Called before each attempt's choice with its number (1, 2, ...): a layerwise decode gives
+  // each attempt an X-Request-Id of its own (use_request_id) and registers the ids that go with it.
+  void before_each_attempt(std::function<void(int attempt)> hook) {
+    before_attempt_ = std::move(hook);
+  }
+
  private:
   // What the role's policy routes on: nothing for least_loaded and round_robin, the routing key
   // for consistent_hash, the chained prefix blocks for cache_aware. Hashed once per body and
@@ -90,6 +108,10 @@ class backend_attempts {
   protocol::prefix_digest digest_;   // of the body digest_of_ points at
   const char* digest_of_ = nullptr;  // that body's first byte; a recompute's body is another
   bool digest_blocks_ = false;       // digest_ has its blocks, not only the routing key
+  std::string backend_id_;           // use_request_id(); empty: record_.id
+  bool stopped_ = false;             // stop()
+  bool final_ = false;               // final_attempt()
+  std::function<void(int)> before_attempt_;
 };
 
 }  // namespace glm::proxy

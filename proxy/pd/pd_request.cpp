@@ -10,6 +10,7 @@
 #include "protocol/response_rewriter.hpp"
 #include "proxy/core/client_departure.hpp"
 #include "proxy/core/json_response.hpp"
+#include "proxy/pd/layerwise_request.hpp"
 #include "proxy/pd/prefill_fallback_rule.hpp"
 #include "proxy/upstream/upstream_exchange.hpp"
 
@@ -46,6 +47,7 @@ pd_request::pd_request(proxy_context& ctx, beast::tcp_stream& client,
       drain_(drain_watch::of(client.get_executor(), ctx.cfg.drain_timeout).watch([this] {
         drained_ = true;
         if (active_ != nullptr) active_->close();
+        if (waiting_ != nullptr) waiting_->cancel();
       })),
       attempts_(ctx, lease_, req, record, target_, client_gone_, drained_) {}
 
@@ -74,6 +76,7 @@ net::awaitable<void> pd_request::watch_client() {
   if (state.cancelled() != net::cancellation_type::none) co_return;  // serve() finished first
   client_gone_ = true;
   if (active_ != nullptr) active_->close();
+  if (waiting_ != nullptr) waiting_->cancel();
 }
 
 net::awaitable<std::optional<refusal_reason>> pd_request::serve() {
@@ -88,7 +91,17 @@ net::awaitable<std::optional<refusal_reason>> pd_request::serve() {
   lease_ = ctx_.lb.begin_request(req_.body().size());
   std::optional<refusal_reason> refused;
   const protocol::client_request* body = &parsed_;
-  while (co_await round(*body, refused) == decode_end::recompute) {
+  const bool layerwise = ctx_.cfg.mode == pd_mode::layerwise;
+  for (;;) {
+    // Not a conditional expression: g++ 12 miscompiles a co_await that a ?: may skip.
+    decode_end end;
+    if (layerwise) {
+      layerwise_request flow(*this);
+      end = co_await flow.round(*body, refused);
+    } else {
+      end = co_await round(*body, refused);
+    }
+    if (end != decode_end::recompute) break;
     body = prepare_recompute();
     if (body == nullptr) {
       record_.end(request_ending::upstream_error);
@@ -131,10 +144,15 @@ net::awaitable<pd_request::decode_end> pd_request::round(const protocol::client_
     refused = co_await answer_call_failure(role::decode, decode);
     co_return decode_end::answered;
   }
-  if (!parsed_.stream) co_return co_await relay_body(up, *decode.backend);
+  co_return co_await relay(up, *decode.backend);
+}
+
+net::awaitable<pd_request::decode_end> pd_request::relay(upstream_exchange& up,
+                                                         const balancer::backend_address& from) {
+  if (!parsed_.stream) co_return co_await relay_body(up, from);
   protocol::sse_rewrite rewrite({parsed_.include_usage, cached_tokens_, max_event_bytes},
                                 progress_);
-  co_return co_await relay_stream(up, *decode.backend, rewrite);
+  co_return co_await relay_stream(up, from, rewrite);
 }
 
 net::awaitable<std::optional<refusal_reason>> pd_request::answer_call_failure(

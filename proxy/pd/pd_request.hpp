@@ -10,6 +10,7 @@
 #include "proxy/core/access_record.hpp"
 #include "proxy/core/answer.hpp"
 #include "proxy/core/asio.hpp"
+#include "proxy/core/metaserver_registry.hpp"
 #include "proxy/core/proxy_context.hpp"
 #include "proxy/pd/answer_writer.hpp"
 #include "proxy/pd/backend_attempts.hpp"
@@ -29,6 +30,9 @@ class upstream_exchange;
 // is closed at once (vLLM then frees the sequence's KV cache) and the request unwinds. All balancer
 // load is held by a request_lease on this object, so every way out gives it back.
 //
+// In the layerwise mode (--pd-mode layerwise) a round is layerwise_request's instead: decode
+// first, prefill once the decoder called back; the rest (relay, failures, load) is this class's.
+//
 // Lifetime: lives on the session's coroutine frame for one request; `client`, `req` and `record`
 // outlive it. `record.id` is the request's id; the request fills in the rest it knows.
 class pd_request {
@@ -41,6 +45,9 @@ class pd_request {
   net::awaitable<answer> run();
 
  private:
+  // The layerwise round: a second flow that uses this request's relay and failure answers.
+  friend class layerwise_request;
+
   enum class decode_end { answered, recompute };
 
   net::awaitable<std::optional<refusal_reason>> serve();
@@ -48,6 +55,9 @@ class pd_request {
   // One round: a prefill, then a decode; recompute when the decoder preempted the request.
   net::awaitable<decode_end> round(const protocol::client_request& body,
                                    std::optional<refusal_reason>& refused);
+  // Relays the decoder's answer, whose header `up` has read, as the request asked: a stream
+  // through relay_stream, a body through relay_body.
+  net::awaitable<decode_end> relay(upstream_exchange& up, const balancer::backend_address& from);
   // Both give the decoder's connection back to the pool as soon as its answer is read whole,
   // before the last client write, so the client's next request can reuse it.
   net::awaitable<decode_end> relay_stream(upstream_exchange& up,
@@ -74,9 +84,11 @@ class pd_request {
   protocol::client_request parsed_;
   balancer::request_lease lease_;
   upstream_exchange* active_ = nullptr;  // the upstream the watcher closes if the client leaves
-  bool client_gone_ = false;             // the watcher saw the client leave
-  bool client_lost_ = false;             // a write to the client failed (or timed out)
-  bool drained_ = false;                 // --drain-timeout ran out: end the request now
+  // Layerwise: the wait for the decoder's callbacks, which the watcher (and the drain) end too.
+  metaserver_registry::registration* waiting_ = nullptr;
+  bool client_gone_ = false;  // the watcher saw the client leave
+  bool client_lost_ = false;  // a write to the client failed (or timed out)
+  bool drained_ = false;      // --drain-timeout ran out: end the request now
   drain_watch::registration drain_;
   backend_attempts attempts_;
   std::int64_t cached_tokens_ = 0;  // the prefiller's usage.prompt_tokens_details.cached_tokens

@@ -33,6 +33,12 @@ TEST_CASE("only completions are limited; only operations need the admin token") 
   for (const char* path : {"/instances/add", "/instances/remove", "/reset_prefix_cache"}) {
     CHECK(route_table::find(path)->access == access_rule::admin);
   }
+  // The layerwise callback: no token (decoders have none), the decoders' addresses instead.
+  const route& metaserver = *route_table::find("/v1/metaserver");
+  CHECK(metaserver.access == access_rule::decoders);
+  CHECK_FALSE(metaserver.limited);
+  CHECK(route_table::accepts(metaserver, http::verb::post));
+  CHECK_FALSE(route_table::accepts(metaserver, http::verb::get));
 }
 
 TEST_CASE("HEAD is served wherever GET is, and nowhere else") {
