@@ -45,24 +45,35 @@ net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {
   co_return co_await write_gathered(data.size());
 }
 
-net::awaitable<error_code> chunked_writer::write_chunk(const std::vector<std::string_view>& parts) {
+net::awaitable<error_code> chunked_writer::write_chunk(const std::vector<std::string_view>& parts,
+                                                       std::string_view tail, bool last) {
   std::size_t total = 0;
   gather_.clear();
-  for (std::string_view p : parts) {
-    if (p.empty()) continue;
+  auto add = [&](std::string_view p) {
+    if (p.empty()) return;
     total += p.size();
     note_tail(p);
     gather_.push_back(net::buffer(p.data(), p.size()));
+  };
+  for (std::string_view p : parts) add(p);
+  add(tail);
+  if (total == 0) {
+    // An empty chunk would end the body: only the last chunk itself, if asked for.
+    if (last) co_return co_await write_last();
+    co_return error_code{};
   }
-  if (total == 0) co_return error_code{};  // an empty chunk would end the body
-  co_return co_await write_gathered(total);
+  co_return co_await write_gathered(total, last);
 }
 
-net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total) {
-  if (unframed_) co_return co_await send_gathered();
+net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total, bool last) {
+  if (unframed_) co_return co_await send_gathered();  // the body ends with the connection
   int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", total);
   gather_.insert(gather_.begin(), net::buffer(size_line_, static_cast<std::size_t>(len)));
-  gather_.push_back(net::buffer("\r\n", 2));
+  if (last) {
+    gather_.push_back(net::buffer("\r\n0\r\n\r\n", 7));
+  } else {
+    gather_.push_back(net::buffer("\r\n", 2));
+  }
   co_return co_await send_gathered();
 }
 

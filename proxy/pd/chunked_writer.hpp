@@ -23,7 +23,13 @@ class chunked_writer {
   net::awaitable<error_code> write_header(http::response<http::empty_body>& res);
   net::awaitable<error_code> write_chunk(std::string_view data);
   // One chunk made of several pieces, sent with one gather write.
-  net::awaitable<error_code> write_chunk(const std::vector<std::string_view>& parts);
+  net::awaitable<error_code> write_chunk(const std::vector<std::string_view>& parts) {
+    return write_chunk(parts, {}, false);
+  }
+  // One chunk of `parts` then `tail`; with `last`, the last chunk (the end of the body) goes in
+  // the same write.
+  net::awaitable<error_code> write_chunk(const std::vector<std::string_view>& parts,
+                                         std::string_view tail, bool last);
   net::awaitable<error_code> write_last();
 
   // For an HTTP/1.0 client, which cannot read chunked encoding (RFC 9112 6.1): the header says
@@ -38,8 +44,9 @@ class chunked_writer {
   beast::tcp_stream& client_;
   std::chrono::steady_clock::duration timeout_;
   void note_tail(std::string_view data);
-  // Frames gather_ (the chunk's pieces, `total` bytes) as one chunk and writes it.
-  net::awaitable<error_code> write_gathered(std::size_t total);
+  // Frames gather_ (the chunk's pieces, `total` bytes) as one chunk, followed by the last chunk
+  // with `last`, and writes it.
+  net::awaitable<error_code> write_gathered(std::size_t total, bool last = false);
   // Sends gather_ as it is: at once when the socket takes it all, else under the write timeout.
   net::awaitable<error_code> send_gathered();
 

@@ -27,8 +27,17 @@ net::awaitable<sse_relay::result> sse_relay::run(upstream_exchange& up,
     auto [ec, n] = co_await up.read_some(buffer.data(), buffer.size(), idle);
     if (n > 0) {
       obs.on_decode_bytes();
+      const auto& parts = rewrite.feed({buffer.data(), n});
+      if (up.answer_complete() && !rewrite.recomputed()) {
+        // The read that ended the body: its events and the end of the client's body go in one
+        // write, and the connection back to the pool first.
+        up.recycle(from);
+        bool written = co_await out.finish_stream(parts, rewrite.pending());
+        obs.on_events(rewrite.events());
+        co_return result{written ? ending::complete : ending::client_lost, {}};
+      }
       // Every complete event of this read, in one chunk: one gather write.
-      bool written = co_await out.chunk(rewrite.feed({buffer.data(), n}));
+      bool written = co_await out.chunk(parts);
       obs.on_events(rewrite.events());
       if (!written) {
         up.close();  // never leave vLLM generating for a client that is gone

@@ -35,6 +35,8 @@ class upstream_exchange {
   // Whether any byte of an answer arrived. A reused connection that failed without one was closed
   // by the backend before it read the request, so the request can safely go again.
   bool answer_started() const { return parser_->got_some() || buffer_.size() > 0; }
+  // Whether the answer has been read to its end (read_some() would return 0).
+  bool answer_complete() const { return parser_->is_done(); }
 
   // The request type: the body is a view, so a retry re-sends the same bytes without copying them.
   using request = http::request<http::span_body<const char>>;
