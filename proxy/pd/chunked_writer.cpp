@@ -13,10 +13,23 @@ net::awaitable<error_code> chunked_writer::write_header(http::response<http::emp
   } else {
     res.chunked(true);
   }
+  // Formatted here, written with the first bytes of the body (send_gathered()).
   http::response_serializer<http::empty_body> sr(res);
-  client_.expires_after(timeout_);
-  auto [ec, n] = co_await http::async_write_header(client_, sr, use_nothrow);
+  sr.split(true);
+  header_.clear();
+  error_code ec;
+  while (!ec && !sr.is_header_done()) {
+    std::size_t n = 0;
+    sr.next(ec, [&](error_code&, const auto& buffers) {
+      for (net::const_buffer b : beast::buffers_range_ref(buffers)) {
+        header_.append(static_cast<const char*>(b.data()), b.size());
+      }
+      n = net::buffer_size(buffers);
+    });
+    if (!ec) sr.consume(n);
+  }
   header_sent_ = !ec;
+  header_pending_ = !ec;
   co_return ec;
 }
 
@@ -78,8 +91,12 @@ net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total, boo
 }
 
 net::awaitable<error_code> chunked_writer::write_last() {
-  if (unframed_) co_return error_code{};
   gather_.clear();
+  if (unframed_) {
+    // No last chunk; only a header still waiting for a body that never came.
+    if (!header_pending_) co_return error_code{};
+    co_return co_await send_gathered();
+  }
   gather_.push_back(net::buffer("0\r\n\r\n", 5));
   co_return co_await send_gathered();
 }
@@ -89,6 +106,16 @@ net::awaitable<error_code> chunked_writer::send_gathered() {
   // sends it without arming the timer, suspending, or a trip through the scheduler, which per
   // token cost more than the send itself. Only the bytes that do not fit wait, asynchronously,
   // under a freshly armed write timeout.
+  struct release_header {
+    std::string* header;  // a held stream should not keep its header's bytes once they are sent
+    ~release_header() {
+      if (header != nullptr) std::string().swap(*header);
+    }
+  } release{header_pending_ ? &header_ : nullptr};
+  if (header_pending_) {
+    gather_.insert(gather_.begin(), net::buffer(header_));
+    header_pending_ = false;  // written now, or the connection is lost
+  }
   auto& socket = client_.socket();
   error_code ec;
   if (!socket.non_blocking()) socket.non_blocking(true, ec);

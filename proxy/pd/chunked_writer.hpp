@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -12,6 +13,10 @@ namespace glm::proxy {
 // allocation: the chunk-size line is formatted into a member array), then the last chunk. A write
 // the socket takes at once completes without waiting; one that has to wait re-arms the write
 // timeout.
+//
+// The header is not written on its own: write_header() formats it and the next write (the first
+// chunk, the last chunk, or an error event) carries it, so a stream costs one write less. From
+// write_header() on the response counts as begun (header_sent()): what follows is a stream.
 //
 // It remembers whether the bytes sent so far end on an SSE event boundary (a blank line), so that
 // an error event appended after an upstream failure is never glued to a half-sent event.
@@ -50,6 +55,8 @@ class chunked_writer {
   // Sends gather_ as it is: at once when the socket takes it all, else under the write timeout.
   net::awaitable<error_code> send_gathered();
 
+  std::string header_;           // formatted by write_header(), sent by the next write
+  bool header_pending_ = false;  // header_ has not been written yet
   char size_line_[24];
   std::vector<net::const_buffer> gather_;  // reused: no allocation per chunk once warm
   bool header_sent_ = false;
