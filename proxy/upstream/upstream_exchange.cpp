@@ -114,7 +114,11 @@ net::awaitable<std::pair<error_code, std::size_t>> upstream_exchange::read_some(
     // Reads start at Beast's 512 bytes, which is plenty for a paced stream's one event and keeps
     // many open streams small. A read that fills them says the decoder is ahead of us: from then
     // on each read takes as much as the caller can.
-    const std::size_t want = wide_reads_ ? std::max<std::size_t>(size, 512) : 512;
+    std::size_t want = wide_reads_ ? std::max<std::size_t>(size, 512) : 512;
+    // Only an unfinished chunk-size line or trailer is ever held here; one that fills the buffer
+    // (16 KiB) is not HTTP a decoder sends.
+    want = std::min(want, buffer_.max_size() - buffer_.size());
+    if (want == 0) co_return std::pair{error_code(http::error::buffer_overflow), std::size_t{0}};
     stream_.expires_after(idle);
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(want), use_nothrow);
     buffer_.commit(n);

@@ -137,3 +137,13 @@ TEST_CASE("upstream_exchange::read_some frames chunks however the reads cut them
     REQUIRE(joined(r.reads) == body);
   }
 }
+
+TEST_CASE("upstream_exchange::read_some fails a chunk-size line that fills its buffer") {
+  // A chunk extension that never ends: no HTTP a decoder sends, and it must end the read with an
+  // error (not an exception, not an ever-growing buffer).
+  std::string body;
+  std::string wire = head + chunks(0, 1, body) + "5;" + std::string(20000, 'x');
+  auto r = relay({wire}, 4096);
+  REQUIRE(r.ec);
+  REQUIRE(joined(r.reads) == body);
+}
