@@ -10,7 +10,8 @@
 # decoders, then glm-proxy --workers 1 under `strace -c -f`, sends N streaming requests of 16
 # tokens through it with glm-loadgen (C at once), stops it and prints the calls per request;
 # then the same with nginx (one worker, proxy_buffering off, keep-alive upstream; its worker is
-# traced). --proxy runs another glm-proxy binary (an older build, for a before/after).
+# traced). --proxy runs another glm-proxy binary (an older build, for a before/after). Installs
+# strace and nginx (Debian packages) if missing.
 # Everything listens on 127.0.0.1 and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --requests) REQUESTS=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
     --proxy) PROXY=$(realpath -m "$2"); shift ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -34,9 +35,18 @@ PROXY=${PROXY:-$BUILD_DIR/glm-proxy}
 for b in "$PROXY" "$BUILD_DIR/mock-vllm" "$BUILD_DIR/glm-loadgen"; do
   [ -x "$b" ] || { echo "missing $b (build glm-proxy, mock-vllm, glm-loadgen)" >&2; exit 1; }
 done
-command -v strace >/dev/null || { echo "strace is not installed (apt-get install strace)" >&2; exit 1; }
+# strace and nginx are Debian packages, installed here when missing (as run_bench.sh does).
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+missing=()
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || { echo "nginx is not installed (apt-get install nginx)" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/glm-syscalls.XXXXXX)
 chmod 755 "$WORK"
