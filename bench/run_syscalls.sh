@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --requests) REQUESTS=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
     --proxy) PROXY=$(realpath -m "$2"); shift ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
