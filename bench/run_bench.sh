@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# glm-proxy's relay benchmark (issue 4): glm-proxy vs nginx vs no relay, in front of mock vLLM
-# servers on loopback, measured side by side in one run. Prints every figure next to its target.
+# glm-proxy's relay benchmark (issues 4 and 14): glm-proxy vs nginx vs no relay, in front of mock
+# vLLM servers on loopback, measured side by side in one run. Prints every figure next to its target.
 #
 #   bash bench/run_bench.sh            # full run (~10 min)
 #   bash bench/run_bench.sh --quick    # short run (~4 min), coarser figures
@@ -13,6 +13,10 @@
 #   nginx   nginx, one worker, proxy_buffering off, HTTP/1.1 keep-alive upstream: a plain one-hop
 #           streaming relay to the same decoders (plain requests, no prefill step)
 #   direct  the load generator talks to the decoders itself (plain requests)
+# Two stream shapes: paced (one token every --token-interval-ms: one event per read) and burst
+# (mock-vllm --burst --token-interval-ms 0: a stream's events arrive in one write, so reads hold
+# many events, as when a decoder is ahead of the proxy). And glm-proxy --workers 2 next to
+# --workers 1 (both unpinned) on the burst shape: a figure, not a target, on a 2-core machine.
 # Fair TTFT: every mock runs with the same --prefill-delay-ms, which a prefiller spends before its
 # answer and a decoder spends before the first token of a *plain* request. So a PD request and a
 # plain request both wait prefill-delay + token-interval before the first token; "added TTFT" is
@@ -38,13 +42,16 @@ DURATION=""
 PIN=1
 NICE=1
 RT=0
+SCENARIOS="s32 s128 b32 workers prompt hold"
 usage() {
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
   cat <<'EOF'
 Options:
   --quick            short runs (4 s per measurement, fewer 1 MiB requests, shorter held streams)
   --duration S       seconds per closed-loop measurement (default 20, quick 4)
   --hold N           streams held open at once through glm-proxy (default 8000; 0 skips)
+  --scenarios "A B"  run only these (default "s32 s128 b32 workers prompt hold"): s32/s128 paced
+                     streams, b32 burst streams, workers --workers 1 vs 2, prompt 1 MiB, hold
   --build-dir DIR    CMake build directory (default build-bench)
   --no-build         use the binaries already in the build directory
   --no-pin           do not pin processes to cores
@@ -58,6 +65,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --duration) DURATION=$2; shift ;;
     --hold) HOLD=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
     --build-dir) BUILD_DIR=$(realpath -m "$2"); shift ;;
     --no-build) BUILD=0 ;;
     --no-pin) PIN=0 ;;
@@ -72,6 +80,8 @@ REPRO="bash bench/run_bench.sh"
 [ $QUICK = 0 ] || REPRO+=" --quick"
 [ -z "$DURATION" ] || REPRO+=" --duration $DURATION"
 [ "$HOLD" = 8000 ] || REPRO+=" --hold $HOLD"
+[ "$SCENARIOS" = "s32 s128 b32 workers prompt hold" ] || REPRO+=" --scenarios \"$SCENARIOS\""
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 [ $PIN = 1 ] || REPRO+=" --no-pin"
 [ $NICE = 1 ] || REPRO+=" --no-nice"
 [ $RT = 0 ] || REPRO+=" --rt"
@@ -149,13 +159,15 @@ stop_pid() {
 }
 # Command prefixes, not functions: a function run with & is a subshell whose $! is not the
 # server's PID, and killing it would leave the server running. taskset execs its command.
-CPU0=() CPU1=()
+CPU0=() CPU1=() CPU_ANY=()
 if [ $PIN = 1 ]; then CPU0=(taskset -c 0) CPU1=(taskset -c 1); fi
 PRIORITY="normal"
 if [ $RT = 1 ]; then
-  CPU0=(chrt -f 1 "${CPU0[@]}") CPU1=(chrt -f 1 "${CPU1[@]}") PRIORITY="SCHED_FIFO 1"
+  CPU0=(chrt -f 1 "${CPU0[@]}") CPU1=(chrt -f 1 "${CPU1[@]}") CPU_ANY=(chrt -f 1)
+  PRIORITY="SCHED_FIFO 1"
 elif [ $NICE = 1 ] && [ "$(id -u)" -eq 0 ]; then
-  CPU0=(nice -n -10 "${CPU0[@]}") CPU1=(nice -n -10 "${CPU1[@]}") PRIORITY="nice -10"
+  CPU0=(nice -n -10 "${CPU0[@]}") CPU1=(nice -n -10 "${CPU1[@]}") CPU_ANY=(nice -n -10)
+  PRIORITY="nice -10"
 fi
 # Waits (bounded) for "listening on ...:PORT" in a log; prints PORT.
 wait_listening() {
@@ -184,7 +196,8 @@ start_mock() {
   pids+=($!)
   MOCK_PORT=$(wait_listening "$WORK/$name.log" $!)
 }
-# Sets PREFILL_PORTS, DECODE_PORTS, MOCK_PIDS for a cluster of 2 + 2.
+# Sets PREFILL_PORTS, DECODE_PORTS, MOCK_PIDS for a cluster of 2 + 2. Extra arguments go to
+# the decoders (--burst).
 start_cluster() {
   local tag=$1 interval=$2 i
   PREFILL_PORTS=() DECODE_PORTS=() MOCK_PIDS=()
@@ -195,7 +208,7 @@ start_cluster() {
   for i in 0 1; do
     # The same prefill delay: a plain request (nginx, direct) waits it before its first token.
     start_mock "$tag-decode-$i" --prefill-delay-ms $PREFILL_DELAY_MS \
-      --token-interval-ms "$interval" --keep-alive-timeout-ms 5000
+      --token-interval-ms "$interval" --keep-alive-timeout-ms 5000 "${@:3}"
     DECODE_PORTS+=("$MOCK_PORT") MOCK_PIDS+=("${pids[-1]}")
   done
 }
@@ -205,9 +218,12 @@ stop_cluster() {
 }
 
 # Sets RELAY_PORT and RELAY_PIDS (the processes whose CPU counts; the first one's RSS counts).
+# start_glm TAG [WORKERS [unpinned]]
 start_glm() {
-  local logf=$WORK/glm-proxy-$1.log
-  "${CPU1[@]}" "$BUILD_DIR/glm-proxy" --host 127.0.0.1 --port 0 --workers 1 \
+  local logf=$WORK/glm-proxy-$1.log workers=${2:-1}
+  local cpu=("${CPU1[@]}")
+  if [ "${3:-}" = unpinned ]; then cpu=("${CPU_ANY[@]}"); fi
+  "${cpu[@]}" "$BUILD_DIR/glm-proxy" --host 127.0.0.1 --port 0 --workers "$workers" \
     --prefiller-hosts 127.0.0.1 127.0.0.1 --prefiller-ports "${PREFILL_PORTS[@]}" \
     --decoder-hosts 127.0.0.1 127.0.0.1 --decoder-ports "${DECODE_PORTS[@]}" >"$logf" 2>&1 &
   pids+=($!)
@@ -366,13 +382,10 @@ log "machine: $(nproc) cores, $CPU_MODEL; load average at start: $LOADAVG"
 log "$("$NGINX" -v 2>&1); glm-proxy $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo +dirty); ulimit -n $NOFILE; work dir $WORK"
 CLK_TCK=$(getconf CLK_TCK)
 
-start_cluster main $TOKEN_INTERVAL_MS
-DIRECT_TARGETS=(--target "127.0.0.1:${DECODE_PORTS[0]}" --target "127.0.0.1:${DECODE_PORTS[1]}")
 COMMON=(--max-tokens $T --prompt-words 64 --duration "$DURATION" --timeout 60)
-
-for streams in 32 128; do
-  scenario=s$streams
-  log "scenario $scenario: $streams concurrent streams, T=$T, 64-word prompt, ${DURATION}s each"
+# glm, nginx and direct at the same concurrency on the running cluster.
+relay_trio() {
+  local scenario=$1 streams=$2
   start_glm "$scenario"
   measure $scenario glm "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" -c $streams "${COMMON[@]}"
   stop_relay
@@ -380,25 +393,57 @@ for streams in 32 128; do
   measure $scenario nginx "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" -c $streams "${COMMON[@]}"
   stop_relay
   measure $scenario direct - "${DIRECT_TARGETS[@]}" -c $streams "${COMMON[@]}"
-done
+}
 
-log "scenario prompt: glm-proxy CPU per request, 1 MiB prompt vs 64 words, 8 streams, $PROMPT_REQUESTS requests each"
-PROMPT_ARGS=(-c 8 --max-tokens $T --requests $PROMPT_REQUESTS --timeout 60)
-start_glm prompt64
-measure prompt glm-64w "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-words 64
-stop_relay
-start_nginx prompt64
-measure prompt nginx-64w "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-words 64
-stop_relay
-start_glm prompt1m
-measure prompt glm-1MiB "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-bytes 1048576
-stop_relay
-start_nginx prompt1m
-measure prompt nginx-1MiB "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-bytes 1048576
-stop_relay
-stop_cluster
+if wants s32 || wants s128 || wants prompt; then
+  start_cluster main $TOKEN_INTERVAL_MS
+  DIRECT_TARGETS=(--target "127.0.0.1:${DECODE_PORTS[0]}" --target "127.0.0.1:${DECODE_PORTS[1]}")
+  for streams in 32 128; do
+    scenario=s$streams
+    wants $scenario || continue
+    log "scenario $scenario: $streams concurrent paced streams, T=$T, 64-word prompt, ${DURATION}s each"
+    relay_trio $scenario $streams
+  done
 
-if [ "$HOLD" -gt 0 ]; then
+  if wants prompt; then
+    log "scenario prompt: glm-proxy CPU per request, 1 MiB prompt vs 64 words, 8 streams, $PROMPT_REQUESTS requests each"
+    PROMPT_ARGS=(-c 8 --max-tokens $T --requests $PROMPT_REQUESTS --timeout 60)
+    start_glm prompt64
+    measure prompt glm-64w "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-words 64
+    stop_relay
+    start_nginx prompt64
+    measure prompt nginx-64w "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-words 64
+    stop_relay
+    start_glm prompt1m
+    measure prompt glm-1MiB "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-bytes 1048576
+    stop_relay
+    start_nginx prompt1m
+    measure prompt nginx-1MiB "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" "${PROMPT_ARGS[@]}" --prompt-bytes 1048576
+    stop_relay
+  fi
+  stop_cluster
+fi
+
+if wants b32 || wants workers; then
+  # Burst: every decoder stream arrives in one write (tokens, usage, [DONE], last chunk).
+  start_cluster burst 0 --burst
+  DIRECT_TARGETS=(--target "127.0.0.1:${DECODE_PORTS[0]}" --target "127.0.0.1:${DECODE_PORTS[1]}")
+  if wants b32; then
+    log "scenario b32: 32 concurrent burst streams (mock-vllm --burst --token-interval-ms 0), T=$T, ${DURATION}s each"
+    relay_trio b32 32
+  fi
+  if wants workers; then
+    log "scenario workers: glm-proxy --workers 1 vs 2, unpinned, 128 burst streams, ${DURATION}s each"
+    for w in 1 2; do
+      start_glm workers$w $w unpinned
+      measure workers glm-w$w "${RELAY_PIDS[*]}" --target "127.0.0.1:$RELAY_PORT" -c 128 "${COMMON[@]}"
+      stop_relay
+    done
+  fi
+  stop_cluster
+fi
+
+if [ "$HOLD" -gt 0 ] && wants hold; then
   hold_secs=$((HOLD_INTERVAL_MS * HOLD_T / 1000))
   log "scenario hold: $HOLD streams open at once (${hold_secs}s streams of $HOLD_T tokens, connects over ${HOLD_RAMP}s)"
   start_cluster hold $HOLD_INTERVAL_MS

@@ -517,6 +517,7 @@ net::awaitable<http_session::next> http_session::answer_stream(const completion_
   }
 
   state_.stream_started();
+  burst_.clear();
   stream_end end = stream_end::complete;
   const auto winner = co_await (emit_tokens(parsed, cached, bodies, end) || watch_peer());
   state_.stream_ended();
@@ -559,6 +560,14 @@ net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
     co_await write_last_chunk(end);
     co_return;
   }
+  if (fault == "decode_hang" || fault == "decode_cut" || fault == "decode_reset_mid" ||
+      fault == "decode_bad_chunk") {
+    // The tokens before the fault are sent before it, burst or not.
+    if (!co_await flush_burst()) {
+      end = stream_end::write_failed;
+      co_return;
+    }
+  }
   if (fault == "decode_hang") {
     co_await sleep_forever();  // until watch_peer() sees the peer leave and cancels this
     co_return;
@@ -595,8 +604,20 @@ net::awaitable<void> http_session::emit_tokens(const completion_request& parsed,
 
 net::awaitable<void> http_session::write_last_chunk(stream_end& end) {
   static constexpr std::string_view last_chunk = "0\r\n\r\n";
+  if (config_.burst) {
+    burst_ += last_chunk;
+    if (!co_await flush_burst()) end = stream_end::write_failed;
+    co_return;
+  }
   auto [ec, written] = co_await net::async_write(socket_, net::buffer(last_chunk), use_tuple);
   if (ec) end = stream_end::write_failed;
+}
+
+net::awaitable<bool> http_session::flush_burst() {
+  if (burst_.empty()) co_return true;
+  auto [ec, written] = co_await net::async_write(socket_, net::buffer(burst_), use_tuple);
+  burst_.clear();
+  co_return !ec;
 }
 
 http_session::generation http_session::plan_generation(const completion_request& parsed) {
@@ -618,6 +639,10 @@ http_session::generation http_session::plan_generation(const completion_request&
 net::awaitable<bool> http_session::write_chunk(std::string_view data) {
   char size[20];
   const int size_len = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  if (config_.burst) {
+    burst_.append(size, static_cast<std::size_t>(size_len)).append(data).append("\r\n");
+    co_return true;
+  }
   const std::array<net::const_buffer, 3> chunk{net::buffer(size, static_cast<size_t>(size_len)),
                                                net::buffer(data), net::buffer("\r\n", 2)};
   auto [ec, written] = co_await net::async_write(socket_, chunk, use_tuple);

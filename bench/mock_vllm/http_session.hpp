@@ -97,8 +97,10 @@ class http_session {
                                               std::string body, bool keep_alive);
   boost::asio::awaitable<next> write_error(unsigned status, std::string_view message,
                                            bool keep_alive);
-  // One HTTP chunk; false if the peer is gone.
+  // One HTTP chunk; false if the peer is gone. With --burst it is only queued in burst_.
   boost::asio::awaitable<bool> write_chunk(std::string_view data);
+  // With --burst, writes the chunks queued so far in one write; false if the peer is gone.
+  boost::asio::awaitable<bool> flush_burst();
   // The zero-length chunk that ends a chunked body; sets `end` if the write fails.
   boost::asio::awaitable<void> write_last_chunk(stream_end& end);
 
@@ -121,6 +123,7 @@ class http_session {
   const mock_config& config_;
   mock_state& state_;
   std::uint64_t served_ = 0;  // requests read on this connection
+  std::string burst_;         // --burst: the stream's chunks not written yet
 };
 
 }  // namespace glm::mock

@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   app.add_option("--token-interval-ms", token_interval_ms, "delay before each generated token")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--burst", config.burst,
+               "send a stream's events in one write once the last is generated (with "
+               "--token-interval-ms 0: all at once)");
   app.add_option("--cached-tokens", config.cached_tokens,
                  "usage.prompt_tokens_details.cached_tokens of a prefill (or plain) answer")
       ->check(CLI::NonNegativeNumber)

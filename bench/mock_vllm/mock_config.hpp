@@ -15,6 +15,9 @@ struct mock_config {
   std::string engine_id;  // empty: "mock-<bound port>"
   std::chrono::milliseconds prefill_delay{0};
   std::chrono::milliseconds token_interval{0};
+  // A stream's events (tokens, usage, [DONE], the last chunk) go out in one write when the last
+  // is ready, as a decoder far ahead of its reader delivers them: the relay's coalesced shape.
+  bool burst = false;
   std::int64_t cached_tokens = 0;
   int threads = 1;
   int fail_status = 0;  // 0: answer normally

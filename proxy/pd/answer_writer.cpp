@@ -66,6 +66,13 @@ net::awaitable<void> answer_writer::finish_stream(std::string_view tail) {
   keep_connection_ = !ec && keep_alive_;
 }
 
+net::awaitable<bool> answer_writer::finish_stream(const std::vector<std::string_view>& parts,
+                                                  std::string_view tail) {
+  auto ec = co_await writer_.write_chunk(parts, tail, true);
+  keep_connection_ = !ec && keep_alive_;
+  co_return !ec;
+}
+
 net::awaitable<void> answer_writer::end_with_error(std::string_view message) {
   if (!writer_.header_sent()) {
     co_await send(json_error_response(502, message, keep_alive_));

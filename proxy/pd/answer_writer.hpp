@@ -33,6 +33,10 @@ class answer_writer {
   net::awaitable<bool> chunk(const std::vector<std::string_view>& parts);
   // Ends the stream: the unfinished `tail` of the decoder's last event, then the last chunk.
   net::awaitable<void> finish_stream(std::string_view tail);
+  // The stream's last bytes and its end in one write: `parts`, the unfinished `tail`, the last
+  // chunk. False when the client could not take them.
+  net::awaitable<bool> finish_stream(const std::vector<std::string_view>& parts,
+                                     std::string_view tail);
   // Ends a begun stream with an SSE error event and [DONE], so clients see a clear error and not
   // a silent cut; before the stream, a 502 JSON error.
   net::awaitable<void> end_with_error(std::string_view message);

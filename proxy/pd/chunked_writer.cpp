@@ -13,10 +13,23 @@ net::awaitable<error_code> chunked_writer::write_header(http::response<http::emp
   } else {
     res.chunked(true);
   }
+  // Formatted here, written with the first bytes of the body (send_gathered()).
   http::response_serializer<http::empty_body> sr(res);
-  client_.expires_after(timeout_);
-  auto [ec, n] = co_await http::async_write_header(client_, sr, use_nothrow);
+  sr.split(true);
+  header_.clear();
+  error_code ec;
+  while (!ec && !sr.is_header_done()) {
+    std::size_t n = 0;
+    sr.next(ec, [&](error_code&, const auto& buffers) {
+      for (net::const_buffer b : beast::buffers_range_ref(buffers)) {
+        header_.append(static_cast<const char*>(b.data()), b.size());
+      }
+      n = net::buffer_size(buffers);
+    });
+    if (!ec) sr.consume(n);
+  }
   header_sent_ = !ec;
+  header_pending_ = !ec;
   co_return ec;
 }
 
@@ -45,30 +58,45 @@ net::awaitable<error_code> chunked_writer::write_chunk(std::string_view data) {
   co_return co_await write_gathered(data.size());
 }
 
-net::awaitable<error_code> chunked_writer::write_chunk(const std::vector<std::string_view>& parts) {
+net::awaitable<error_code> chunked_writer::write_chunk(const std::vector<std::string_view>& parts,
+                                                       std::string_view tail, bool last) {
   std::size_t total = 0;
   gather_.clear();
-  for (std::string_view p : parts) {
-    if (p.empty()) continue;
+  auto add = [&](std::string_view p) {
+    if (p.empty()) return;
     total += p.size();
     note_tail(p);
     gather_.push_back(net::buffer(p.data(), p.size()));
+  };
+  for (std::string_view p : parts) add(p);
+  add(tail);
+  if (total == 0) {
+    // An empty chunk would end the body: only the last chunk itself, if asked for.
+    if (last) co_return co_await write_last();
+    co_return error_code{};
   }
-  if (total == 0) co_return error_code{};  // an empty chunk would end the body
-  co_return co_await write_gathered(total);
+  co_return co_await write_gathered(total, last);
 }
 
-net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total) {
-  if (unframed_) co_return co_await send_gathered();
+net::awaitable<error_code> chunked_writer::write_gathered(std::size_t total, bool last) {
+  if (unframed_) co_return co_await send_gathered();  // the body ends with the connection
   int len = std::snprintf(size_line_, sizeof size_line_, "%zx\r\n", total);
   gather_.insert(gather_.begin(), net::buffer(size_line_, static_cast<std::size_t>(len)));
-  gather_.push_back(net::buffer("\r\n", 2));
+  if (last) {
+    gather_.push_back(net::buffer("\r\n0\r\n\r\n", 7));
+  } else {
+    gather_.push_back(net::buffer("\r\n", 2));
+  }
   co_return co_await send_gathered();
 }
 
 net::awaitable<error_code> chunked_writer::write_last() {
-  if (unframed_) co_return error_code{};
   gather_.clear();
+  if (unframed_) {
+    // No last chunk; only a header still waiting for a body that never came.
+    if (!header_pending_) co_return error_code{};
+    co_return co_await send_gathered();
+  }
   gather_.push_back(net::buffer("0\r\n\r\n", 5));
   co_return co_await send_gathered();
 }
@@ -78,6 +106,16 @@ net::awaitable<error_code> chunked_writer::send_gathered() {
   // sends it without arming the timer, suspending, or a trip through the scheduler, which per
   // token cost more than the send itself. Only the bytes that do not fit wait, asynchronously,
   // under a freshly armed write timeout.
+  struct release_header {
+    std::string* header;  // a held stream should not keep its header's bytes once they are sent
+    ~release_header() {
+      if (header != nullptr) std::string().swap(*header);
+    }
+  } release{header_pending_ ? &header_ : nullptr};
+  if (header_pending_) {
+    gather_.insert(gather_.begin(), net::buffer(header_));
+    header_pending_ = false;  // written now, or the connection is lost
+  }
   auto& socket = client_.socket();
   error_code ec;
   if (!socket.non_blocking()) socket.non_blocking(true, ec);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -13,6 +14,10 @@ namespace glm::proxy {
 // the socket takes at once completes without waiting; one that has to wait re-arms the write
 // timeout.
 //
+// The header is not written on its own: write_header() formats it and the next write (the first
+// chunk, the last chunk, or an error event) carries it, so a stream costs one write less. From
+// write_header() on the response counts as begun (header_sent()): what follows is a stream.
+//
 // It remembers whether the bytes sent so far end on an SSE event boundary (a blank line), so that
 // an error event appended after an upstream failure is never glued to a half-sent event.
 class chunked_writer {
@@ -23,7 +28,13 @@ class chunked_writer {
   net::awaitable<error_code> write_header(http::response<http::empty_body>& res);
   net::awaitable<error_code> write_chunk(std::string_view data);
   // One chunk made of several pieces, sent with one gather write.
-  net::awaitable<error_code> write_chunk(const std::vector<std::string_view>& parts);
+  net::awaitable<error_code> write_chunk(const std::vector<std::string_view>& parts) {
+    return write_chunk(parts, {}, false);
+  }
+  // One chunk of `parts` then `tail`; with `last`, the last chunk (the end of the body) goes in
+  // the same write.
+  net::awaitable<error_code> write_chunk(const std::vector<std::string_view>& parts,
+                                         std::string_view tail, bool last);
   net::awaitable<error_code> write_last();
 
   // For an HTTP/1.0 client, which cannot read chunked encoding (RFC 9112 6.1): the header says
@@ -38,11 +49,14 @@ class chunked_writer {
   beast::tcp_stream& client_;
   std::chrono::steady_clock::duration timeout_;
   void note_tail(std::string_view data);
-  // Frames gather_ (the chunk's pieces, `total` bytes) as one chunk and writes it.
-  net::awaitable<error_code> write_gathered(std::size_t total);
+  // Frames gather_ (the chunk's pieces, `total` bytes) as one chunk, followed by the last chunk
+  // with `last`, and writes it.
+  net::awaitable<error_code> write_gathered(std::size_t total, bool last = false);
   // Sends gather_ as it is: at once when the socket takes it all, else under the write timeout.
   net::awaitable<error_code> send_gathered();
 
+  std::string header_;           // formatted by write_header(), sent by the next write
+  bool header_pending_ = false;  // header_ has not been written yet
   char size_line_[24];
   std::vector<net::const_buffer> gather_;  // reused: no allocation per chunk once warm
   bool header_sent_ = false;

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <array>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "protocol/recompute_splicer.hpp"
@@ -20,11 +19,6 @@ namespace {
 using balancer::role;
 using protocol::response_rewriter;
 
-// Relay buffer: one read from the decoder is written to the client before the next read, so a
-// slow client slows the decoder instead of growing memory. It lives in every open stream's
-// coroutine frame; 4 KiB (nginx's smallest proxy buffer) holds a dozen vLLM chunks, and an event
-// larger than a read is reassembled by the rewrite's framer.
-constexpr std::size_t relay_buffer_bytes = 4 * 1024;
 // An SSE event split over reads is held until it is complete; no real event is near this.
 constexpr std::size_t max_event_bytes = 4 << 20;
 // The reference's default when the client gives no max_tokens.
@@ -183,60 +177,46 @@ net::awaitable<std::optional<refusal_reason>> pd_request::answer_call_failure(
 
 net::awaitable<pd_request::decode_end> pd_request::relay_stream(
     upstream_exchange& up, const balancer::backend_address& from, protocol::sse_rewrite& rewrite) {
-  // No co_await inside && or ?: anywhere in proxy/: g++ 12 miscompiles a co_await that a
-  // short-circuit may skip (the frame is later resumed at a bad point: SIGILL).
-  if (!out_.stream_started()) {
-    bool started = co_await out_.start_stream();
-    if (!started) {
+  auto relayed = co_await sse_relay::run(up, from, out_, rewrite,
+                                         seconds(ctx_.cfg.stream_idle_timeout), *this);
+  switch (relayed.how) {
+    case sse_relay::ending::complete:
+      co_return decode_end::answered;
+    case sse_relay::ending::recomputed:
+      co_return decode_end::recompute;
+    case sse_relay::ending::client_lost:
       client_lost_ = true;
-      up.close();
       co_return decode_end::answered;
-    }
+    case sse_relay::ending::upstream_failed:
+      break;
   }
-  std::array<char, relay_buffer_bytes> buffer;
-  for (;;) {
-    auto [ec, n] =
-        co_await up.read_some(buffer.data(), buffer.size(), seconds(ctx_.cfg.stream_idle_timeout));
-    if (n > 0) {
-      // The decoder has the KV cache now: the prefiller's share of this request is done.
-      lease_.release_prefill();
-      note_decode_write();
-      bool written = co_await out_.chunk(rewrite.feed({buffer.data(), n}));
-      ctx_.stats.stream_events(rewrite.events());
-      record_.events += rewrite.events();
-      if (!written) {
-        client_lost_ = true;
-        up.close();  // never leave vLLM generating for a client that is gone
-        co_return decode_end::answered;
-      }
-      if (rewrite.recomputed()) {
-        up.close();  // the rest of this stream is only its [DONE]
-        co_return decode_end::recompute;
-      }
-    }
-    if (ec) {
-      up.close();
-      if (client_gone_) co_return decode_end::answered;
-      if (drained_) {
-        co_await answer_drained();
-        co_return decode_end::answered;
-      }
-      std::string message =
-          ec == beast::error::timeout
-              ? "decode instance sent nothing for " +
-                    std::to_string(static_cast<long>(ctx_.cfg.stream_idle_timeout)) + " s"
-          : ec == http::error::body_limit ? "decode instance sent an oversized SSE event"
-                                          : "decode instance failed mid-stream: " + ec.message();
-      spdlog::warn("[{}] {}", record_.id, message);
-      record_.end(backend_failure::transport(role::decode, from, ec).ending());
-      co_await out_.end_with_error(message);
-      co_return decode_end::answered;
-    }
-    if (n == 0) break;
+  if (client_gone_) co_return decode_end::answered;
+  if (drained_) {
+    co_await answer_drained();
+    co_return decode_end::answered;
   }
-  up.recycle(from);  // read to its end
-  co_await out_.finish_stream(rewrite.pending());
+  const error_code ec = relayed.ec;
+  std::string message =
+      ec == beast::error::timeout
+          ? "decode instance sent nothing for " +
+                std::to_string(static_cast<long>(ctx_.cfg.stream_idle_timeout)) + " s"
+      : ec == http::error::body_limit ? "decode instance sent an oversized SSE event"
+                                      : "decode instance failed mid-stream: " + ec.message();
+  spdlog::warn("[{}] {}", record_.id, message);
+  record_.end(backend_failure::transport(role::decode, from, ec).ending());
+  co_await out_.end_with_error(message);
   co_return decode_end::answered;
+}
+
+void pd_request::on_decode_bytes() {
+  // The decoder has the KV cache now: the prefiller's share of this request is done.
+  lease_.release_prefill();
+  note_decode_write();
+}
+
+void pd_request::on_events(std::size_t events) {
+  ctx_.stats.stream_events(events);
+  record_.events += events;
 }
 
 net::awaitable<void> pd_request::answer_drained() {

@@ -15,6 +15,7 @@
 #include "proxy/pd/answer_writer.hpp"
 #include "proxy/pd/backend_attempts.hpp"
 #include "proxy/pd/drain_watch.hpp"
+#include "proxy/pd/sse_relay.hpp"
 
 namespace glm::proxy {
 
@@ -35,7 +36,7 @@ class upstream_exchange;
 //
 // Lifetime: lives on the session's coroutine frame for one request; `client`, `req` and `record`
 // outlive it. `record.id` is the request's id; the request fills in the rest it knows.
-class pd_request {
+class pd_request : private sse_relay::observer {
  public:
   pd_request(proxy_context& ctx, beast::tcp_stream& client, http::request<http::string_body>& req,
              std::string_view target, access_record& record);
@@ -59,7 +60,8 @@ class pd_request {
   // through relay_stream, a body through relay_body.
   net::awaitable<decode_end> relay(upstream_exchange& up, const balancer::backend_address& from);
   // Both give the decoder's connection back to the pool as soon as its answer is read whole,
-  // before the last client write, so the client's next request can reuse it.
+  // before the last client write, so the client's next request can reuse it. The stream is
+  // relayed by sse_relay; this answers the ways it can stop.
   net::awaitable<decode_end> relay_stream(upstream_exchange& up,
                                           const balancer::backend_address& from,
                                           protocol::sse_rewrite& rewrite);
@@ -72,6 +74,9 @@ class pd_request {
   net::awaitable<void> answer_drained();
   // Records time to first token or the gap since the last decode write.
   void note_decode_write();
+  // sse_relay::observer
+  void on_decode_bytes() override;
+  void on_events(std::size_t events) override;
   // The body of the next round after a recompute; nullopt when it cannot be built.
   const protocol::client_request* prepare_recompute();
 

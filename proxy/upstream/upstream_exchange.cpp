@@ -1,5 +1,7 @@
 #include "proxy/upstream/upstream_exchange.hpp"
 
+#include <algorithm>
+
 #include "proxy/upstream/upstream_pool.hpp"
 
 namespace glm::proxy {
@@ -10,6 +12,7 @@ net::awaitable<error_code> upstream_exchange::connect(const balancer::backend_ad
   parser_.emplace();
   buffer_.clear();
   reused_ = false;
+  wide_reads_ = false;
   if (stream_.socket().is_open()) close();
   if (how == connection::pooled) {
     if (auto socket = upstream_pool::of(stream_.get_executor()).take(to)) {
@@ -74,6 +77,7 @@ net::awaitable<error_code> upstream_exchange::read_header(
 net::awaitable<error_code> upstream_exchange::read_body(
     std::string& out, std::size_t limit, std::chrono::steady_clock::time_point deadline) {
   char chunk[8192];
+  parser_->eager(true);  // every chunk a socket read brought, per parse
   stream_.expires_at(deadline);
   while (!parser_->is_done()) {
     parser_->get().body().data = chunk;
@@ -90,18 +94,44 @@ net::awaitable<error_code> upstream_exchange::read_body(
 
 net::awaitable<std::pair<error_code, std::size_t>> upstream_exchange::read_some(
     char* data, std::size_t size, std::chrono::steady_clock::duration idle) {
-  while (!parser_->is_done()) {
+  // Eager: one parse takes every chunk received so far (until `data` is full), not one chunk per
+  // call, so the events a decoder sent together reach the client in one write.
+  parser_->eager(true);
+  for (;;) {
+    if (parser_->is_done()) co_return std::pair{error_code{}, std::size_t{0}};
     parser_->get().body().data = data;
     parser_->get().body().size = size;
+    if (buffer_.size() > 0) {
+      error_code ec;
+      buffer_.consume(parser_->put(buffer_.data(), ec));
+      std::size_t got = size - parser_->get().body().size;
+      if (ec == http::error::need_buffer) ec = {};  // `data` is full
+      if (ec && ec != http::error::need_more) co_return std::pair{ec, got};
+      // Chunk framing alone yields no body byte: read on.
+      if (got > 0) co_return std::pair{error_code{}, got};
+      if (parser_->is_done()) continue;
+    }
+    // Reads start at Beast's 512 bytes, which is plenty for a paced stream's one event and keeps
+    // many open streams small. A read that fills them says the decoder is ahead of us: from then
+    // on each read takes as much as the caller can.
+    std::size_t want = wide_reads_ ? std::max<std::size_t>(size, 512) : 512;
+    // Only an unfinished chunk-size line or trailer is ever held here; one that fills the buffer
+    // (16 KiB) is not HTTP a decoder sends.
+    want = std::min(want, buffer_.max_size() - buffer_.size());
+    if (want == 0) co_return std::pair{error_code(http::error::buffer_overflow), std::size_t{0}};
     stream_.expires_after(idle);
-    auto [ec, n] = co_await http::async_read_some(stream_, buffer_, *parser_, use_nothrow);
-    if (ec == http::error::need_buffer) ec = {};
-    std::size_t got = size - parser_->get().body().size;
-    if (ec) co_return std::pair{ec, got};
-    // A read may parse only chunk framing and yield no body byte: read again.
-    if (got > 0) co_return std::pair{error_code{}, got};
+    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(want), use_nothrow);
+    buffer_.commit(n);
+    if (n == want) wide_reads_ = true;
+    if (ec == net::error::eof) {
+      // A body delimited by the connection's end is complete now; a chunked one is cut short.
+      error_code eof;
+      parser_->put_eof(eof);
+      if (eof) co_return std::pair{eof, std::size_t{0}};
+      continue;
+    }
+    if (ec) co_return std::pair{ec, std::size_t{0}};
   }
-  co_return std::pair{error_code{}, std::size_t{0}};
 }
 
 void upstream_exchange::recycle(const balancer::backend_address& to) {

@@ -35,6 +35,8 @@ class upstream_exchange {
   // Whether any byte of an answer arrived. A reused connection that failed without one was closed
   // by the backend before it read the request, so the request can safely go again.
   bool answer_started() const { return parser_->got_some() || buffer_.size() > 0; }
+  // Whether the answer has been read to its end (read_some() would return 0).
+  bool answer_complete() const { return parser_->is_done(); }
 
   // The request type: the body is a view, so a retry re-sends the same bytes without copying them.
   using request = http::request<http::span_body<const char>>;
@@ -62,7 +64,9 @@ class upstream_exchange {
                                        std::chrono::steady_clock::time_point deadline);
 
   // Reads the next piece of the body into [data, data+size). Returns the bytes read; 0 with no
-  // error only when the body is complete. `idle` bounds this one read.
+  // error only when the body is complete. `idle` bounds this one read. Every body byte already
+  // received is returned (up to `size`), across HTTP chunk boundaries: one socket read that
+  // brought several chunks yields them in one call.
   net::awaitable<std::pair<error_code, std::size_t>> read_some(
       char* data, std::size_t size, std::chrono::steady_clock::duration idle);
 
@@ -81,7 +85,8 @@ class upstream_exchange {
   // Holds only what a single read brought in past the headers: bounded by Beast's read size.
   beast::flat_buffer buffer_{16 * 1024};
   std::optional<http::response_parser<http::buffer_body>> parser_{std::in_place};
-  std::string head_;                       // the request head built by send(post)
+  bool wide_reads_ = false;  // read_some() reads as much as its caller takes, not 512 bytes
+  std::string head_;         // the request head built by send(post)
   std::vector<net::const_buffer> gather_;  // head_ and the body pieces
 };
 

@@ -125,3 +125,69 @@ TEST_CASE("sse_rewrite keeps an unfinished last event for the end of the stream"
   REQUIRE(out == "data: {\"a\":1}\n\n");
   REQUIRE(rewrite.pending() == "data: tail");
 }
+
+TEST_CASE("sse_rewrite rewrites the same whether events come one per read or all in one") {
+  // The relay writes what one feed() returns as one chunk: a read holding every event must give
+  // the client the same bytes as one read per event, usage rewrite included.
+  std::vector<std::size_t> per_event;
+  for (std::size_t at = plain_stream.find("\n\n"); at != std::string::npos;
+       at = plain_stream.find("\n\n", at + 2)) {
+    if (at + 2 < plain_stream.size()) per_event.push_back(at + 2);
+  }
+  generation_progress one_progress;
+  auto whole = run(plain_stream, {}, opts(true, 42), one_progress);
+  generation_progress each_progress;
+  auto each = run(plain_stream, per_event, opts(true, 42), each_progress);
+  REQUIRE(whole.out == each.out);
+  REQUIRE(whole.events == 5);
+  REQUIRE(each.events == 5);
+  REQUIRE(whole.out.find("\"cached_tokens\":42") != std::string::npos);
+  REQUIRE(one_progress.text == each_progress.text);
+  for (std::size_t cut = 1; cut < plain_stream.size(); ++cut) {
+    for (std::size_t second : {cut + 1, cut + 7, plain_stream.size()}) {
+      if (second >= plain_stream.size()) second = plain_stream.size();
+      generation_progress progress;
+      auto r = run(plain_stream, {cut, second}, opts(true, 42), progress);
+      REQUIRE(r.out == whole.out);
+      REQUIRE(r.events == 5);
+    }
+  }
+
+  // All in one read: the untouched events before the usage chunk are one view, then the
+  // rewritten usage chunk, then [DONE]: one gather write of three pieces, not one per event.
+  generation_progress progress;
+  sse_rewrite rewrite(opts(true, 42), progress);
+  const auto& parts = rewrite.feed(plain_stream);
+  REQUIRE(parts.size() == 3);
+  REQUIRE(rewrite.events() == 5);
+  REQUIRE(parts[0] == plain_stream.substr(0, plain_stream.find("data: {\"choices\":[{\"index\":0,"
+                                                               "\"text\":\"\"")));
+  REQUIRE(parts[2] == "data: [DONE]\n\n");
+}
+
+TEST_CASE("sse_rewrite hides a recomputed chunk that arrives in one read with tokens and [DONE]") {
+  const std::string tokens =
+      "data: {\"choices\":[{\"index\":0,\"text\":\" x\"}]}\n\n"
+      "data: {\"choices\":[{\"index\":0,\"text\":\" y\"}]}\n\n";
+  const std::string stream =
+      tokens +
+      "data: {\"choices\":[{\"index\":0,\"text\":\"\",\"stop_reason\":\"recomputed\"}]}\n\n"
+      "data: [DONE]\n\n";
+  generation_progress progress;
+  sse_rewrite rewrite(opts(true, 42), progress);
+  std::string out;
+  for (auto part : rewrite.feed(stream)) out += part;
+  REQUIRE(rewrite.recomputed());
+  REQUIRE(out == tokens);
+  REQUIRE(rewrite.events() == 2);
+  REQUIRE(progress.text == " x y");
+  REQUIRE(progress.chunks == 3);
+  REQUIRE(rewrite.pending().empty());
+  // Split before and after: the same.
+  for (std::size_t cut = 1; cut < stream.size(); cut += 3) {
+    generation_progress p;
+    auto r = run(stream, {cut}, opts(true, 42), p);
+    REQUIRE(r.out == tokens);
+    REQUIRE(r.recomputed);
+  }
+}
