@@ -36,7 +36,7 @@ class upstream_exchange;
 //
 // Lifetime: lives on the session's coroutine frame for one request; `client`, `req` and `record`
 // outlive it. `record.id` is the request's id; the request fills in the rest it knows.
-class pd_request : private sse_relay::observer {
+class pd_request final : private sse_relay::observer {
  public:
   pd_request(proxy_context& ctx, beast::tcp_stream& client, http::request<http::string_body>& req,
              std::string_view target, access_record& record);
