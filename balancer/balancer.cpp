@@ -1,6 +1,7 @@
 #include "balancer/balancer.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "balancer/route_selector.hpp"
@@ -369,7 +370,15 @@ std::vector<scrape_target> balancer::scrape_targets() const {
 
 void balancer::engine_report(std::uint64_t id, const engine_sample& sample) {
   std::lock_guard lock(mutex_);
-  if (instance* i = find(id)) i->engine.on_sample(sample);
+  instance* i = find(id);
+  if (i == nullptr) return;
+  i->engine.on_sample(sample);
+  // The engine holds cache_tokens of prompts at most; what the index predicts beyond that it
+  // has evicted. Renewed on every report, as the bytes-per-token ratio is learned.
+  if (i->index && sample.cache_tokens != 0) {
+    i->index->set_max_bytes(static_cast<std::uint64_t>(
+        std::ceil(static_cast<double>(sample.cache_tokens) * bytes_per_token_)));
+  }
 }
 
 void balancer::engine_scrape_failed(std::uint64_t id) {

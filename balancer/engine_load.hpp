@@ -12,6 +12,9 @@ struct engine_sample {
   std::uint64_t running = 0;  // summed over the server's engines
   std::uint64_t waiting = 0;
   double kv_usage = 0;  // 0..1, the fullest engine's
+  // The KV cache's capacity in tokens (vllm:cache_config_info: block_size x num_gpu_blocks over
+  // the engines); 0 when not reported. cache_aware bounds the instance's prefix index by it.
+  std::uint64_t cache_tokens = 0;
   // When the scrape was sent. The gauges are at least that fresh; stamping the send rather than
   // the answer makes a slow /metrics age its sample sooner, never later.
   std::chrono::steady_clock::time_point taken{};

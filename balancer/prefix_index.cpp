@@ -53,12 +53,30 @@ void prefix_index::record(std::span<const std::uint64_t> blocks) {
       continue;
     }
     lru_.push_front(h);
-    map_.emplace(h, entry{lru_.begin(), next_seq_++, false});
+    const auto length = static_cast<std::uint64_t>(
+        protocol::prefix_blocks::end(k) - (k == 0 ? 0 : protocol::prefix_blocks::end(k - 1)));
+    map_.emplace(h, entry{lru_.begin(), next_seq_++, length, false});
+    bytes_ += length;
   }
-  while (map_.size() > max_entries_) {
-    map_.erase(lru_.back());
-    lru_.pop_back();
+  evict_past_bounds();
+}
+
+void prefix_index::set_max_bytes(std::uint64_t max_bytes) {
+  max_bytes_ = max_bytes;
+  evict_past_bounds();
+}
+
+void prefix_index::evict_past_bounds() {
+  while (!lru_.empty() &&
+         (map_.size() > max_entries_ || (max_bytes_ != 0 && bytes_ > max_bytes_))) {
+    erase(map_.find(lru_.back()));
   }
+}
+
+void prefix_index::erase(std::unordered_map<std::uint64_t, entry>::iterator it) {
+  bytes_ -= it->second.bytes;
+  lru_.erase(it->second.pos);
+  map_.erase(it);
 }
 
 void prefix_index::confirm(std::span<const std::uint64_t> blocks) {
@@ -72,8 +90,7 @@ void prefix_index::erase_unconfirmed(std::span<const std::uint64_t> blocks, std:
   for (std::size_t i = from; i < blocks.size(); ++i) {
     auto it = map_.find(blocks[i]);
     if (it == map_.end() || it->second.confirmed) continue;
-    lru_.erase(it->second.pos);
-    map_.erase(it);
+    erase(it);
   }
 }
 
@@ -82,8 +99,7 @@ std::size_t prefix_index::withdraw_older_than(std::uint64_t seq) {
   while (!lru_.empty()) {
     auto it = map_.find(lru_.back());
     if (it->second.seq >= seq) break;
-    map_.erase(it);
-    lru_.pop_back();
+    erase(it);
     ++n;
   }
   return n;
@@ -113,6 +129,7 @@ bool prefix_index::settle(std::span<const std::uint64_t> blocks, std::size_t con
 void prefix_index::clear() {
   map_.clear();
   lru_.clear();
+  bytes_ = 0;
 }
 
 }  // namespace glm::balancer

@@ -20,6 +20,12 @@ namespace glm::balancer {
 // evicted withdraws everything last touched before j was (an LRU cache evicts in that order), not
 // the whole instance.
 //
+// Two bounds, whichever is hit first evicts the least recently used: max_entries
+// (--cache-max-entries), and optionally max_bytes, the prompt bytes the instance's engine can hold
+// (its KV capacity in tokens, from vllm:cache_config_info, times the learned bytes per token).
+// Entries are counted in bytes by the block schedule (protocol/prefix_blocks), and a block shared
+// by several prompts once, as the engine stores it once.
+//
 // Not thread-safe: the balancer calls it under its lock.
 class prefix_index {
  public:
@@ -55,18 +61,29 @@ class prefix_index {
   std::size_t withdraw_older_than(std::uint64_t seq);
   void clear();
 
+  // Bounds the prompt bytes the entries cover (0: no bound, the default) and evicts the least
+  // recently used past it at once.
+  void set_max_bytes(std::uint64_t max_bytes);
+
   std::size_t size() const { return map_.size(); }
   std::size_t max_entries() const { return max_entries_; }
+  std::uint64_t bytes() const { return bytes_; }
+  std::uint64_t max_bytes() const { return max_bytes_; }
 
  private:
   struct entry {
     std::list<std::uint64_t>::iterator pos;  // in lru_, most recent first
     std::uint64_t seq = 0;
+    std::uint64_t bytes = 0;  // the block's length in the prompt
     bool confirmed = false;
   };
   bool contains(std::uint64_t h) const { return map_.find(h) != map_.end(); }
+  void erase(std::unordered_map<std::uint64_t, entry>::iterator it);
+  void evict_past_bounds();
 
   std::size_t max_entries_;
+  std::uint64_t max_bytes_ = 0;
+  std::uint64_t bytes_ = 0;
   std::uint64_t next_seq_ = 1;
   std::list<std::uint64_t> lru_;  // block hashes, most recently touched first
   std::unordered_map<std::uint64_t, entry> map_;

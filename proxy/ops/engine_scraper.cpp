@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "protocol/engine_metrics.hpp"
 
@@ -81,6 +82,11 @@ net::awaitable<void> engine_scraper::scrape(balancer::scrape_target target, targ
   sample.running = m.running;
   sample.waiting = m.waiting;
   sample.kv_usage = m.kv_usage;
+  // Both bounded by the parser (block_size <= 2^20); saturate rather than wrap on a huge count.
+  constexpr auto most = std::numeric_limits<std::uint64_t>::max();
+  sample.cache_tokens = m.num_gpu_blocks > most / std::max<std::uint64_t>(m.block_size, 1)
+                            ? most
+                            : m.num_gpu_blocks * m.block_size;
   sample.taken = sent;
   ctx_.lb.engine_report(target.id, sample);
   state.warned = false;

@@ -477,3 +477,35 @@ TEST_CASE("threads choosing, answering, failing and resetting leave every load a
     if (s.kind == role::prefill) CHECK(s.prefix_entries <= 64);
   }
 }
+
+TEST_CASE("the engine's KV capacity bounds what the index predicts", "[cache_aware]") {
+  auto opts = cache_aware();
+  opts.engine.interval = std::chrono::milliseconds(100);
+  fake_clock clock;
+  balancer b(numbered("p", 1), numbered("d", 1), opts, clock.fn());
+  const auto p1 = numbered("p", 1)[0];
+  // Eight conversations of about 4 KiB each (no answers: nothing confirmed, nothing withdrawn),
+  // all remembered without a bound.
+  for (int c = 0; c < 8; ++c) prefill(b, digest_of(chat_body(c, 4)), std::nullopt);
+  const auto before = snap(b, p1).prefix_entries;
+  REQUIRE(before * 256 > 8 * 4000);
+  CHECK(prefill(b, digest_of(chat_body(1, 4)), std::nullopt).predicted_bytes > 2000);
+
+  // The engine says its cache holds 1,000 tokens: 4,000 bytes at 4 bytes per token, so only the
+  // most recent conversation stays predicted.
+  std::uint64_t id = 0;
+  for (const auto& t : b.scrape_targets()) {
+    if (t.kind == role::prefill) id = t.id;
+  }
+  glm::balancer::engine_sample sample;
+  sample.cache_tokens = 1000;
+  sample.taken = clock.now;
+  b.engine_report(id, sample);
+  CHECK(snap(b, p1).prefix_entries * 256 <= 4000);
+  CHECK(prefill(b, digest_of(chat_body(2, 4)), std::nullopt).predicted_bytes < 700);
+  // A report without the capacity keeps the bound.
+  sample.cache_tokens = 0;
+  b.engine_report(id, sample);
+  for (int c = 0; c < 8; ++c) prefill(b, digest_of(chat_body(c, 4)), std::nullopt);
+  CHECK(snap(b, p1).prefix_entries * 256 <= 4000);
+}

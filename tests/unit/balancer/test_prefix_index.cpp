@@ -91,3 +91,38 @@ TEST_CASE("a failed prefill takes back only its own unconfirmed blocks", "[prefi
   CHECK(idx.size() == 0);
   CHECK(idx.longest_match(turn1).blocks == 0);
 }
+
+TEST_CASE("a byte bound evicts the least recently used and counts a shared block once",
+          "[prefix_index]") {
+  prefix_index idx(1000);
+  const auto a = chain(1, 12, 4);  // 12 blocks of 256 bytes, the first 4 a shared prompt
+  const auto b = chain(2, 12, 4);  // shares a's first 4 blocks: 8 new ones
+  idx.record(a);
+  idx.record(b);
+  CHECK(idx.size() == 20);
+  CHECK(idx.bytes() == 20 * 256);
+  // 4 blocks too many: a's 4 deepest, the least recently used, go.
+  idx.set_max_bytes(16 * 256);
+  CHECK(idx.bytes() == 16 * 256);
+  CHECK(idx.longest_match(a).blocks == 8);
+  CHECK(idx.longest_match(b).blocks == 12);
+  // Recording past the bound evicts at once too: a is the most recent now, b loses its tail.
+  idx.record(a);
+  CHECK(idx.bytes() == 16 * 256);
+  CHECK(idx.longest_match(a).blocks == 12);
+  CHECK(idx.longest_match(b).blocks == 8);
+  // Every way out keeps the count: withdrawing, a failed prefill's take-back, clearing.
+  idx.erase_unconfirmed(b, 6);
+  CHECK(idx.bytes() == idx.size() * 256);
+  idx.withdraw_older_than(1'000'000);
+  CHECK(idx.size() == 0);
+  CHECK(idx.bytes() == 0);
+  idx.record(a);
+  idx.clear();
+  CHECK(idx.bytes() == 0);
+  // 0 lifts the bound.
+  idx.set_max_bytes(0);
+  idx.record(a);
+  idx.record(chain(3, 40));
+  CHECK(idx.size() == 52);
+}
