@@ -118,6 +118,42 @@ class QueueSteeringTest(EngineLoadCase):
         self.assertGreaterEqual(to_p1, 7, (to_p0, to_p1))
 
 
+class CacheCapacityTest(EngineLoadCase):
+    """vllm:cache_config_info bounds cache_aware's index: an engine that holds 16 tokens cannot
+    hold a 256-byte block of any prompt, so once read, the index keeps nothing."""
+    prefillers = 1
+    prefill_args = ("--num-gpu-blocks", "1", "--block-size", "16")
+    proxy_args = SCRAPE + ("--prefill-policy", "cache_aware")
+
+    def entries(self):
+        return metric(self.port, "glm_proxy_prefix_index_entries",
+                      backend=backend(self.cluster.prefillers[0]))
+
+    def test_the_index_holds_no_more_than_the_engine(self):
+        p0 = self.cluster.prefillers[0]
+        # The first good read sets the bound; from then on every prefill is recorded within it.
+        wait_until(lambda: metric(self.port, "glm_proxy_backend_metrics_up", role="prefill",
+                                  backend=backend(p0)) == 1,
+                   message="the prefiller's /metrics was not read")
+        body = {"model": "m", "prompt": "word " * 400, "max_tokens": 2}
+        for _ in range(3):
+            status, _, raw = post_json(self.port, COMPLETIONS, body)
+            self.assertEqual(status, 200, raw)
+        self.assertEqual(self.entries(), 0, "the index kept blocks the engine cannot hold")
+
+
+class UnboundedIndexTest(CacheCapacityTest):
+    """The same without scraping: the index is bounded by --cache-max-entries only, and remembers
+    the prompt (what makes the test above able to fail)."""
+    proxy_args = ("--prefill-policy", "cache_aware")
+
+    def test_the_index_holds_no_more_than_the_engine(self):
+        body = {"model": "m", "prompt": "word " * 400, "max_tokens": 2}
+        status, _, raw = post_json(self.port, COMPLETIONS, body)
+        self.assertEqual(status, 200, raw)
+        self.assertGreater(self.entries(), 0)
+
+
 class SaturationTest(EngineLoadCase):
     prefillers = 1
 
