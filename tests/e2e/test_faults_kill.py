@@ -52,7 +52,7 @@ class KillTests(FaultCase):
         wait_no_load(c.port)
 
     def test_one_of_two_decoders_killed_mid_stream(self):
-        c = self.start_cluster(prefillers=1, decoders=2, decode_args=("--token-interval-ms", "100"),
+        c = self.start_cluster(prefillers=1, decoders=2, decode_args=("--token-interval-ms", "50"),
                                proxy_args=("--retry-delay", "0.01"))
         n = 40
         streams = start_streams(c.port, 8, n)

@@ -224,7 +224,7 @@ def send_in_thread(port, body, path=COMPLETIONS, results=None, order=None, key=N
 
 class ConcurrencyTest(MockCase):
     def test_a_concurrent_identical_prefill_does_not_hit_yet(self):
-        m = self.mock("--prefix-cache-blocks", "64", "--prefill-delay-ms", "2000")
+        m = self.mock("--prefix-cache-blocks", "64", "--prefill-delay-ms", "1000")
         body = {"prompt": text(640, seed=50), "max_tokens": 1, "kv_transfer_params": PREFILL_KV}
         results = {}
         t1 = send_in_thread(m.port, body, results=results, key=1)
@@ -241,7 +241,7 @@ class ConcurrencyTest(MockCase):
         self.assertEqual(cached(prefill(m.port, body["prompt"])), 144)
 
     def test_prefills_beyond_the_limit_wait_in_arrival_order(self):
-        m = self.mock("--max-concurrent-prefills", "1", "--prefill-delay-ms", "2000")
+        m = self.mock("--max-concurrent-prefills", "1", "--prefill-delay-ms", "1000")
         results, order, threads = {}, [], []
         for k in range(3):
             body = {"prompt": f"request {k}", "max_tokens": 1, "kv_transfer_params": PREFILL_KV}
