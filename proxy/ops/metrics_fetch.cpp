@@ -1,5 +1,6 @@
 #include "proxy/ops/metrics_fetch.hpp"
 
+#include "proxy/upstream/backend_connect.hpp"
 #include "proxy/upstream/upstream_pool.hpp"
 
 namespace glm::proxy {
@@ -26,18 +27,7 @@ net::awaitable<error_code> metrics_fetch::connect(beast::tcp_stream& stream,
                                                   const balancer::backend_address& to,
                                                   std::chrono::steady_clock::time_point deadline) {
   stream.expires_at(deadline);
-  error_code ec;
-  auto ip = net::ip::make_address(to.host, ec);
-  if (!ec) {
-    auto [cec] = co_await stream.async_connect(tcp::endpoint(ip, to.port), use_nothrow);
-    co_return cec;
-  }
-  tcp::resolver resolver(stream.get_executor());
-  auto [rec, results] =
-      co_await resolver.async_resolve(to.host, std::to_string(to.port), use_nothrow);
-  if (rec) co_return rec;
-  auto [cec, endpoint] = co_await stream.async_connect(results, use_nothrow);
-  co_return cec;
+  co_return co_await backend_connect(stream, to);
 }
 
 net::awaitable<std::string_view> metrics_fetch::get(const balancer::backend_address& to,

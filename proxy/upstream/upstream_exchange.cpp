@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "proxy/upstream/backend_connect.hpp"
 #include "proxy/upstream/upstream_pool.hpp"
 
 namespace glm::proxy {
@@ -22,18 +23,7 @@ net::awaitable<error_code> upstream_exchange::connect(const balancer::backend_ad
     }
   }
   stream_.expires_after(timeout);
-  error_code ec;
-  auto ip = net::ip::make_address(to.host, ec);
-  if (!ec) {
-    auto [cec] = co_await stream_.async_connect(tcp::endpoint(ip, to.port), use_nothrow);
-    co_return cec;
-  }
-  tcp::resolver resolver(stream_.get_executor());
-  auto [rec, results] =
-      co_await resolver.async_resolve(to.host, std::to_string(to.port), use_nothrow);
-  if (rec) co_return rec;
-  auto [cec, endpoint] = co_await stream_.async_connect(results, use_nothrow);
-  co_return cec;
+  co_return co_await backend_connect(stream_, to);
 }
 
 net::awaitable<error_code> upstream_exchange::send(request& req,
