@@ -2,7 +2,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <boost/asio/ip/address.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -10,9 +9,16 @@
 #include <sstream>
 
 #include "proxy/config_file_reader.hpp"
+#include "proxy/flag_checks.hpp"
 
 namespace glm::proxy {
 namespace {
+
+using flag_checks::bearer_token;
+using flag_checks::is_wildcard;
+using flag_checks::metaserver_url;
+using flag_checks::not_empty;
+using flag_checks::number_in;
 
 // Zips the reference's paired --*-hosts / --*-ports lists into addresses.
 std::optional<std::string> zip_addresses(const char* what, const std::vector<std::string>& hosts,
@@ -47,76 +53,6 @@ std::optional<std::string> parse_addresses(const char* flag, const std::vector<s
   }
   return std::nullopt;
 }
-
-std::string shortest(double v) {
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
-
-// A number check for CLI11: finite (strtod takes "nan" and "inf", CLI11's Range lets NaN through)
-// and within [lo, hi], lo itself excluded when `lo_open`. CLI11 prefixes the flag's name to the
-// message. Validators run on the text before conversion, so "-5" for an unsigned flag is caught
-// here rather than wrapped around.
-CLI::Validator number_in(double lo, double hi, bool lo_open = false) {
-  std::string range = lo_open ? "more than " + shortest(lo) + ", at most " + shortest(hi)
-                              : "from " + shortest(lo) + " to " + shortest(hi);
-  std::string desc = (lo_open ? "(" : "[") + shortest(lo) + ", " + shortest(hi) + "]";
-  return CLI::Validator(
-      [lo, hi, lo_open, range](std::string& text) -> std::string {
-        const char* begin = text.c_str();
-        char* end = nullptr;
-        double v = std::strtod(begin, &end);
-        if (text.empty() || end != begin + text.size() || !std::isfinite(v)) {
-          return "'" + text + "' is not a number";
-        }
-        if (v < lo || v > hi || (lo_open && v == lo)) {
-          return text + " is out of range: want a number " + range;
-        }
-        return {};
-      },
-      desc);
-}
-
-// Bearer tokens must be non-empty (an empty --api-key would silently turn the check off) and fit
-// in a header: visible ASCII, no spaces.
-const CLI::Validator bearer_token(
-    [](std::string& text) -> std::string {
-      if (text.empty()) return "must not be empty";
-      for (unsigned char c : text) {
-        if (c <= 0x20 || c >= 0x7f) return "must be visible ASCII characters without spaces";
-      }
-      return {};
-    },
-    "");
-
-// A URL decoders can POST to: http(s)://, visible ASCII without spaces (it goes into every
-// decode request's JSON, escaped, and vLLM's connector opens it as it is).
-const CLI::Validator metaserver_url(
-    [](std::string& text) -> std::string {
-      if (text.rfind("http://", 0) != 0 && text.rfind("https://", 0) != 0) {
-        return "must start with http:// or https://";
-      }
-      for (unsigned char c : text) {
-        if (c <= 0x20 || c >= 0x7f) return "must be visible ASCII characters without spaces";
-      }
-      return {};
-    },
-    "");
-
-// 0.0.0.0, ::, [::] and the like: an address to listen on, never one to call.
-bool is_wildcard(std::string host) {
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  boost::system::error_code ec;
-  auto address = boost::asio::ip::make_address(host, ec);
-  return !ec && address.is_unspecified();
-}
-
-const CLI::Validator not_empty(
-    [](std::string& text) -> std::string { return text.empty() ? "must not be empty" : ""; }, "");
 
 constexpr double max_seconds = 1e6;  // about 11 days: far beyond any sane timeout, no overflow
 
@@ -201,15 +137,15 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
   std::vector<std::string> decoder_hosts{"localhost"};
   std::vector<std::uint16_t> decoder_ports{8002};
 
-  app.add_option("--host", out.host, "Address to listen on")->check(not_empty);
+  app.add_option("--host", out.host, "Address to listen on")->check(not_empty());
   app.add_option("--port", out.port, "Port to listen on (0 picks a free one)")
       ->check(number_in(0, 65535));
   app.add_option("--prefiller-hosts", prefiller_hosts, "Prefiller hosts, paired with ports")
-      ->check(not_empty);
+      ->check(not_empty());
   app.add_option("--prefiller-ports", prefiller_ports, "Prefiller ports, paired with hosts")
       ->check(number_in(1, 65535));
   app.add_option("--decoder-hosts", decoder_hosts, "Decoder hosts, paired with ports")
-      ->check(not_empty);
+      ->check(not_empty());
   app.add_option("--decoder-ports", decoder_ports, "Decoder ports, paired with hosts")
       ->check(number_in(1, 65535));
   app.add_option("--max-retries", out.max_retries,
@@ -326,11 +262,11 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
   app.add_option("--api-key", out.api_key,
                  "Bearer token clients must send to the completion endpoints (also "
                  "GLM_PROXY_API_KEY)")
-      ->check(bearer_token);
+      ->check(bearer_token());
   app.add_option("--admin-token", out.admin_token,
                  "Bearer token for /instances/* and /reset_prefix_cache; without it they answer "
                  "loopback clients only")
-      ->check(bearer_token);
+      ->check(bearer_token());
   std::string mode = "standard";
   app.add_option("--pd-mode", mode,
                  "standard: prefill, then decode; layerwise: vllm-ascend's layerwise mode (decode "
@@ -339,7 +275,7 @@ std::optional<int> parse(int argc, char** argv, config& out, std::ostream& info,
   app.add_option("--metaserver-url", out.metaserver_url,
                  "Layerwise mode: the URL decoders call back (default "
                  "http://<--host>:<--port>/v1/metaserver, with the bound port)")
-      ->check(metaserver_url);
+      ->check(metaserver_url());
   app.add_option("--metaserver-timeout", out.metaserver_timeout,
                  "Layerwise mode: seconds the decoder has to call back before the request is "
                  "ended (0: --prefill-timeout)")
