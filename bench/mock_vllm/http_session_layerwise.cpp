@@ -27,23 +27,14 @@
 
 #include <simdjson.h>
 
+#include "bench/mock_vllm/asio_names.hpp"
 #include "bench/mock_vllm/json_text.hpp"
 #include "bench/mock_vllm/metaserver_client.hpp"
 #include "bench/mock_vllm/prompt_renderer.hpp"
 
 namespace glm::mock {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
 using namespace net::experimental::awaitable_operators;
-
-namespace {
-
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
-
-}  // namespace
 
 namespace {
 
