@@ -1,5 +1,7 @@
 #include "proxy/front/request_reader.hpp"
 
+#include <algorithm>
+
 #include <boost/beast/core/string.hpp>
 
 #include "protocol/request_splicer.hpp"
@@ -26,6 +28,11 @@ net::awaitable<read_result> request_reader::read(bool first) {
   // A fresh connection must send its headers promptly (slowloris); an idle keep-alive
   // connection may wait longer for its next request.
   stream_.expires_after(seconds(first ? cfg_.header_timeout : cfg_.idle_timeout));
+  // Beast sizes a read by the buffer's spare room (512 bytes when empty): a typical OpenAI
+  // request (header and a JSON body of a few hundred bytes) would take two reads. Given room, one
+  // read takes the header and often the whole body; the room is given back once the request is
+  // read, so an idle keep-alive connection holds no buffer.
+  buffer_.reserve(std::min(first_read_bytes, buffer_.max_size()));
   auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_nothrow);
   if (ec) co_return refusal_for(ec, false);
   std::optional<answer> refused = check_transfer_encoding(parser);
@@ -50,6 +57,7 @@ net::awaitable<read_result> request_reader::read(bool first) {
     out.what = read_result::kind::request;
   }
   stream_.expires_never();
+  if (buffer_.size() == 0) buffer_.shrink_to_fit();  // kept only with pipelined bytes in it
   out.request = parser.release();
   out.has_header = true;
   if (auto origin = origin_form(out.request.target())) out.request.target(*origin);

@@ -36,6 +36,9 @@ class request_reader {
   // `first`: the connection's first request, which must come within --header-timeout.
   net::awaitable<read_result> read(bool first);
 
+  // The first read of a request takes up to this much.
+  static constexpr std::size_t first_read_bytes = 4096;
+
  private:
   // The refusal (or closed) a read error calls for.
   read_result refusal_for(const error_code& ec, bool in_body) const;

@@ -59,27 +59,38 @@ net::awaitable<error_code> upstream_exchange::read_header(
   // vLLM's answers are small headers and a body we stream ourselves: no body limit here.
   parser_->body_limit(boost::none);
   parser_->header_limit(64 * 1024);
+  // Room for the header and what follows it in one read (Beast would read 512 bytes into an empty
+  // buffer): a prefill answer whole, a decoder's header with its first events. A stream that
+  // then idles gives the room back (see below).
+  buffer_.reserve(first_read_bytes);
   stream_.expires_after(timeout);
   auto [ec, n] = co_await http::async_read_header(stream_, buffer_, *parser_, use_nothrow);
+  // More than a small read's worth of body came with the header: the backend is ahead of us, so
+  // read_some() reads wide from the start. Otherwise this may be a paced stream, which holds the
+  // buffer for its whole life reading 512 bytes at a time: keep only what is in it, so thousands
+  // of open streams stay small.
+  if (buffer_.size() > small_read_bytes) {
+    wide_reads_ = true;
+  } else {
+    buffer_.shrink_to_fit();
+  }
   co_return ec;
 }
 
 net::awaitable<error_code> upstream_exchange::read_body(
     std::string& out, std::size_t limit, std::chrono::steady_clock::time_point deadline) {
+  // Through read_some: what the header's read already brought is parsed at once, with no
+  // operation and no trip through the scheduler; each read is bounded by the time left.
   char chunk[8192];
-  parser_->eager(true);  // every chunk a socket read brought, per parse
-  stream_.expires_at(deadline);
-  while (!parser_->is_done()) {
-    parser_->get().body().data = chunk;
-    parser_->get().body().size = sizeof chunk;
-    auto [ec, n] = co_await http::async_read(stream_, buffer_, *parser_, use_nothrow);
-    if (ec == http::error::need_buffer) ec = {};
+  for (;;) {
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) co_return beast::error::timeout;
+    auto [ec, n] = co_await read_some(chunk, sizeof chunk, left);
+    if (out.size() + n > limit) co_return http::error::body_limit;
+    out.append(chunk, n);
     if (ec) co_return ec;
-    std::size_t got = sizeof chunk - parser_->get().body().size;
-    if (out.size() + got > limit) co_return http::error::body_limit;
-    out.append(chunk, got);
+    if (n == 0) co_return error_code{};  // the body is complete
   }
-  co_return error_code{};
 }
 
 net::awaitable<std::pair<error_code, std::size_t>> upstream_exchange::read_some(
@@ -104,7 +115,7 @@ net::awaitable<std::pair<error_code, std::size_t>> upstream_exchange::read_some(
     // Reads start at Beast's 512 bytes, which is plenty for a paced stream's one event and keeps
     // many open streams small. A read that fills them says the decoder is ahead of us: from then
     // on each read takes as much as the caller can.
-    std::size_t want = wide_reads_ ? std::max<std::size_t>(size, 512) : 512;
+    std::size_t want = wide_reads_ ? std::max(size, small_read_bytes) : small_read_bytes;
     // Only an unfinished chunk-size line or trailer is ever held here; one that fills the buffer
     // (16 KiB) is not HTTP a decoder sends.
     want = std::min(want, buffer_.max_size() - buffer_.size());

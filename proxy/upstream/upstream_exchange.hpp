@@ -72,6 +72,11 @@ class upstream_exchange {
 
   unsigned status() const { return parser_->get().result_int(); }
 
+  // The read of the answer's header takes up to first_read_bytes; a paced stream's reads then
+  // take small_read_bytes until one comes back full.
+  static constexpr std::size_t first_read_bytes = 4096;
+  static constexpr std::size_t small_read_bytes = 512;
+
   // Gives the connection to the worker's pool if the answer was read completely and the backend
   // keeps it open; otherwise closes it. The exchange is done either way.
   void recycle(const balancer::backend_address& to);

@@ -23,8 +23,12 @@ std::optional<tcp::socket> upstream_pool::take(const balancer::backend_address& 
   while (!b.idle.empty()) {
     idle_connection c = std::move(b.idle.back());
     b.idle.pop_back();
+    if (now - c.since >= max_idle) continue;
     // A backend that closed the connection (FIN) or sent something unasked cannot take a request.
-    if (now - c.since < max_idle && peek_peer(c.socket) == peer_state::quiet) {
+    // Under load connections come back within milliseconds and a look costs a syscall per backend
+    // call, so only a connection that idled for a while is looked at; a close in the moment
+    // between is caught by the caller's retry on a fresh connection.
+    if (now - c.since < look_after || peek_peer(c.socket) == peer_state::quiet) {
       return std::move(c.socket);
     }
   }

@@ -20,9 +20,9 @@ namespace glm::proxy {
 //
 // A connection is put back only after a complete response (see upstream_exchange::recycle). An idle
 // one is dropped after max_idle, before the backend's own keep-alive ends (uvicorn's, under
-// vLLM, is 5 s), and checked for a close from the backend when taken. The caller still retries
-// once on a fresh connection when a reused one fails before any response byte: the backend may
-// close it at any moment.
+// vLLM, is 5 s), and checked for a close from the backend when taken after idling look_after. The
+// caller still retries once on a fresh connection when a reused one fails before any response byte:
+// the backend may close it at any moment.
 class upstream_pool : public net::execution_context::service {
  public:
   using key_type = upstream_pool;
@@ -30,6 +30,8 @@ class upstream_pool : public net::execution_context::service {
 
   static constexpr std::chrono::milliseconds max_idle{4000};
   static constexpr std::size_t max_idle_per_backend = 1024;
+  // A connection idle for less than this is taken without checking it for a close.
+  static constexpr std::chrono::milliseconds look_after{1000};
 
   explicit upstream_pool(net::execution_context& owner) : service(owner) {}
 

@@ -101,9 +101,10 @@ std::string joined(const std::vector<std::string>& reads) {
 }  // namespace
 
 TEST_CASE("upstream_exchange::read_some returns every chunk one socket read brought") {
-  // Two bursts, each sent in one write. The first comes in 512-byte socket reads (a paced stream
-  // needs no more); having filled one, the exchange reads as much as the caller's buffer takes,
-  // so the second burst's twenty chunks come out of one read_some, not twenty.
+  // Two bursts, each sent in one write. Most of the first comes with the header's read, the rest
+  // in 512-byte socket reads (a paced stream needs no more); having seen a backend ahead of it,
+  // the exchange reads as much as the caller's buffer takes, so the second burst's twenty chunks
+  // come out of one read_some, not twenty.
   std::string first_body, second_body;
   std::string first = head + chunks(0, 40, first_body);
   std::string second = chunks(40, 60, second_body) + "0\r\n\r\n";
