@@ -3,7 +3,7 @@
 # round so that drift on a shared machine hits each of them alike.
 #
 #   bash bench/run_ab.sh [--build-dir build] [--shape burst|paced] [--clients 32] [--seconds 6]
-#                        [--rounds 4] BINARY [BINARY ...]
+#                        [--rounds 4] [--prompt-bytes N] BINARY [BINARY ...]
 #
 # Starts 2 mock prefillers and 2 mock decoders (mocks and load generator on CPU 0), then for each
 # round and each binary a fresh `BINARY --workers 1` pinned to CPU 1, drives it with glm-loadgen
@@ -17,6 +17,7 @@ SHAPE=burst
 CLIENTS=32
 SECONDS_EACH=6
 ROUNDS=4
+PROMPT=(--prompt-words 64)
 BINARIES=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --seconds) SECONDS_EACH=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --prompt-bytes) PROMPT=(--prompt-bytes "$2"); shift 2 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) BINARIES+=("$1"); shift ;;
   esac
@@ -47,21 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The port a process printed it listens on ("listening on HOST:PORT"), waiting up to 10 s.
-wait_listening() {
-  local _
-  for _ in $(seq 200); do
-    if grep -q "listening on" "$1" 2>/dev/null; then
-      grep -m1 -o 'listening on [^ ]*:[0-9]*' "$1" | sed 's/.*://'
-      return 0
-    fi
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "process $2 did not start:" >&2
-  cat "$1" >&2
-  exit 1
-}
+source "$(dirname "$0")/lib.sh"  # wait_listening
 
 prefill=() decode=()
 for i in 0 1; do
@@ -80,7 +68,7 @@ cpu_ns() {
   cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'
 }
 
-load=(--clients "$CLIENTS" --max-tokens 16 --prompt-words 64 --timeout 60 --json-only)
+load=(--clients "$CLIENTS" --max-tokens 16 "${PROMPT[@]}" --timeout 60 --json-only)
 for round in $(seq "$ROUNDS"); do
   for k in "${!BINARIES[@]}"; do
     bin=${BINARIES[$k]}
@@ -109,11 +97,11 @@ print(json.dumps({"k": int(k), "ok": r["ok"], "errors": r["errors"],
   done
 done
 
-python3 - "$WORK/ab.jsonl" "$SHAPE" "$CLIENTS" "${BINARIES[@]}" <<'EOF'
+python3 - "$WORK/ab.jsonl" "$SHAPE" "$CLIENTS" "${PROMPT[*]}" "${BINARIES[@]}" <<'EOF'
 import json, statistics, sys
-path, shape, clients, *bins = sys.argv[1:]
+path, shape, clients, prompt, *bins = sys.argv[1:]
 rows = [json.loads(line) for line in open(path)]
-print(f"CPU per request, {shape} shape, {clients} streams, "
+print(f"CPU per request, {shape} shape, {clients} streams, {prompt}, "
       f"{len(rows) // len(bins)} rounds alternated")
 base = None
 for k, b in enumerate(bins):

@@ -59,20 +59,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_listening() {  # LOG PID -> port
-  local i
-  for i in $(seq 200); do
-    if grep -q "listening on" "$1" 2>/dev/null; then
-      grep -m1 -o 'listening on [^ ]*:[0-9]*' "$1" | sed 's/.*://'
-      return 0
-    fi
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "process $2 did not start:" >&2
-  cat "$1" >&2
-  return 1
-}
+source "$(dirname "$0")/lib.sh"  # wait_listening
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -84,7 +84,13 @@ bool decode_escape(std::string_view s, std::size_t& i, unsigned& unit) {
 }  // namespace
 
 bool key_is(std::string_view raw, std::string_view name) {
-  if (raw.find('\\') == std::string_view::npos) return raw == name;
+  // Two shortcuts settle nearly every call without looking for a backslash: the first unit of
+  // the key is its first byte unless that starts an escape; and an escape only makes a key
+  // shorter than its raw text, so a raw key no longer than the name matches only as it is.
+  if (raw.empty() || name.empty()) return raw == name;
+  if (raw.front() != name.front() && raw.front() != '\\') return false;
+  if (raw.size() <= name.size()) return raw == name;
+  if (raw.find('\\') == std::string_view::npos) return false;
   std::size_t i = 0;
   std::size_t j = 0;
   while (i < raw.size()) {

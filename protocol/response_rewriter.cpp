@@ -4,7 +4,9 @@
 #include <string>
 #include <utility>
 
+#include "protocol/choice_text_scanner.hpp"
 #include "protocol/json_scan.hpp"
+#include "protocol/substring_finder.hpp"
 
 namespace glm::protocol {
 namespace {
@@ -46,10 +48,30 @@ std::optional<std::string_view> string_body(const char* begin, const char* end) 
   return std::string_view(begin + 1, std::size_t(end - begin - 2));
 }
 
+// True when every "usage" key in `json` has the value null (or there is none): then there is no
+// usage object to fix, whatever else the text holds. vLLM sends "usage":null in every token chunk
+// of a stream that asked for usage; this spares them the parse. Exact: a quote cannot occur
+// unescaped inside a JSON string, so "usage" followed by a colon is a key, or the text is not
+// JSON, which is left as it is too.
+bool every_usage_is_null(std::string_view json) {
+  static constexpr std::string_view key = "\"usage\"";
+  static constexpr substring_finder usage_key(key);
+  constexpr std::string_view blank = " \t\r\n";
+  for (auto at = usage_key.find(json); at != std::string_view::npos;
+       at = usage_key.find(json, at + 1)) {
+    std::size_t colon = json.find_first_not_of(blank, at + key.size());
+    if (colon == std::string_view::npos || json[colon] != ':') continue;  // not a key
+    std::size_t value = json.find_first_not_of(blank, colon + 1);
+    if (value == std::string_view::npos || json.compare(value, 4, "null") != 0) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<std::string> response_rewriter::with_cached_tokens(std::string_view json,
                                                                  std::int64_t cached) {
+  if (every_usage_is_null(json)) return std::nullopt;
   // One pass over a padded copy finds where the figure goes; the answer is then `json` with one
   // byte range [begin, end) replaced. A later duplicate key wins, as in a JSON parser.
   struct place {
@@ -211,6 +233,13 @@ bool response_rewriter::is_recomputed(std::string_view json) {
 }
 
 void response_rewriter::append_choice_text(std::string_view json, std::string& out) {
+  // Every streamed event comes here: the hand-written pass settles the usual ones.
+  const auto fast = choice_text_scanner::scan(json);
+  if (fast.what == choice_text_scanner::outcome::text) out.append(fast.text);
+  if (fast.what == choice_text_scanner::outcome::unsure) append_choice_text_general(json, out);
+}
+
+void response_rewriter::append_choice_text_general(std::string_view json, std::string& out) {
   // One pass over a padded copy, validating it whole. Only choices[0] is looked at, and only when
   // its "index" (if any) is 0: a stream with n > 1 sends other choices in chunks of their own.
   // The value is copied as its raw token between the quotes, escapes included.

@@ -31,6 +31,9 @@ class response_rewriter {
   // "message.content") to `out`, still JSON-escaped as it was sent, so it can be spliced into a
   // JSON string without a decode/encode round trip. Appends nothing when there is no such string.
   static void append_choice_text(std::string_view json, std::string& out);
+  // The same through the general scan alone (simdjson, any JSON), without the fast path that
+  // append_choice_text tries first (choice_text_scanner); for tests and fuzzing that compare them.
+  static void append_choice_text_general(std::string_view json, std::string& out);
 
   // The JSON object with `prefix` (JSON-escaped text) inserted at the start of choice 0's text or
   // message content: how a non-stream answer shows the text generated before a recompute.

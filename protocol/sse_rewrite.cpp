@@ -1,8 +1,15 @@
 #include "protocol/sse_rewrite.hpp"
 
 #include "protocol/response_rewriter.hpp"
+#include "protocol/substring_finder.hpp"
 
 namespace glm::protocol {
+namespace {
+
+constexpr substring_finder recomputed_word("recomputed");
+constexpr substring_finder usage_key("\"usage\"");
+
+}  // namespace
 
 sse_rewrite::sse_rewrite(options opts, generation_progress& progress)
     : opts_(opts), progress_(progress), framer_(opts.max_event_bytes) {}
@@ -42,14 +49,13 @@ void sse_rewrite::on_event(std::string_view event, std::string_view piece,
   std::string_view data = response_rewriter::event_data(event);
   if (!data.empty() && data.front() == '{') {
     ++progress_.chunks;
-    if (event.find("recomputed") != std::string_view::npos &&
-        response_rewriter::is_recomputed(data)) {
+    if (recomputed_word.in(event) && response_rewriter::is_recomputed(data)) {
       recomputed_ = true;  // hidden from the client: the stream goes on after a re-prefill
       --events_;
       return;
     }
     response_rewriter::append_choice_text(data, progress_.text);
-    if (opts_.include_usage && event.find("\"usage\"") != std::string_view::npos) {
+    if (opts_.include_usage && usage_key.in(event)) {
       if (auto rewritten =
               response_rewriter::event_with_cached_tokens(event, opts_.cached_tokens)) {
         emit_owned(*rewritten);

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/choice_text_scanner.hpp"
 #include "protocol/json_scan.hpp"
 #include "protocol/response_rewriter.hpp"
 
@@ -83,6 +84,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_ASSERT(valid);
     // The text can be spliced into a JSON string as it is.
     FUZZ_ASSERT(detail::valid_string_token("\"" + text.substr(6) + "\""));
+  }
+  // The fast path decides only valid documents, and as the general scan does.
+  const auto fast = glm::protocol::choice_text_scanner::scan(json);
+  if (fast.what != glm::protocol::choice_text_scanner::outcome::unsure) {
+    FUZZ_ASSERT(valid);
+    std::string general = "prefix";
+    response_rewriter::append_choice_text_general(json, general);
+    FUZZ_ASSERT(general == text);
   }
   return 0;
 }

@@ -35,6 +35,7 @@ libs=($(pkg-config --libs simdjson))
 mkdir -p "${out}/obj"
 objects=()
 for src in json_scan json_error request_splicer recompute_splicer response_rewriter sse_rewrite \
+           choice_text_scanner \
            metaserver_callback layerwise_splicer layerwise_request_ids; do
   obj="${out}/obj/${src}.o"
   if [[ ! -f "${obj}" || "${root}/protocol/${src}.cpp" -nt "${obj}" ||

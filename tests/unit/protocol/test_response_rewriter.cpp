@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "protocol/json_scan.hpp"
 #include "protocol/response_rewriter.hpp"
 
 using glm::protocol::response_rewriter;
@@ -118,6 +119,21 @@ TEST_CASE("with_cached_tokens leaves every other byte as it was", "[rewriter]") 
     CHECK(*out == R"({"choices":[{"text":")" + text +
                       R"("}],"usage":{"prompt_tokens_details":{"cached_tokens":7}}})");
   }
+}
+
+TEST_CASE("with_cached_tokens looks past a null usage only when every usage key is null",
+          "[rewriter]") {
+  // The shortcut for vLLM's "usage":null token chunks must not hide a usage object elsewhere.
+  CHECK_FALSE(cached(R"({"usage" :  null ,"choices":[]})"));
+  CHECK_FALSE(cached(R"({"choices":[{"usage":null}],"usage":null})"));
+  CHECK(cached(R"({"choices":[{"usage":null}],"usage":{}})") ==
+        R"({"choices":[{"usage":null}],"usage":{"prompt_tokens_details":{"cached_tokens":7}}})");
+  // "usage" as a string value, or escaped inside a string, is no key.
+  CHECK(cached(R"({"a":"usage","usage":{}})") ==
+        R"({"a":"usage","usage":{"prompt_tokens_details":{"cached_tokens":7}}})");
+  CHECK(cached(R"({"t":"\"usage\":null","usage":{}})") ==
+        R"({"t":"\"usage\":null","usage":{"prompt_tokens_details":{"cached_tokens":7}}})");
+  CHECK(cached(R"({"usage":nullx})") == std::nullopt);  // not JSON: left as it is
 }
 
 TEST_CASE("with_cached_tokens has nothing to fix", "[rewriter]") {
@@ -280,4 +296,23 @@ TEST_CASE("append_choice_text copies choice 0's text still escaped", "[rewriter]
     CHECK(choice_text("[DONE]") == "");
     CHECK(choice_text("") == "");
   }
+}
+
+TEST_CASE("key_is compares a raw key by what it decodes to", "[json_scan]") {
+  using glm::protocol::detail::key_is;
+  CHECK(key_is("text", "text"));
+  CHECK(key_is(R"(te\u0078t)", "text"));
+  CHECK(key_is(R"(\u0074ext)", "text"));
+  CHECK(key_is(R"(\u0074\u0065\u0078\u0074)", "text"));
+  CHECK(key_is(R"(\/)", "/"));
+  CHECK_FALSE(key_is("texts", "text"));
+  CHECK_FALSE(key_is("tex", "text"));
+  CHECK_FALSE(key_is("Text", "text"));
+  CHECK_FALSE(key_is("finish_reason", "delta"));
+  CHECK_FALSE(key_is(R"(te\u0078)", "text"));
+  CHECK_FALSE(key_is(R"(\u0074ext\u0073)", "text"));
+  CHECK_FALSE(key_is(R"(\u00e9)", "\xc3\xa9"));  // a unit outside ASCII is never a name's
+  CHECK(key_is("", ""));
+  CHECK_FALSE(key_is("", "a"));
+  CHECK_FALSE(key_is("a", ""));
 }
