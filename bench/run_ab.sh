@@ -32,14 +32,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#BINARIES[@]} -gt 0 ] || BINARIES=("$BUILD_DIR/glm-proxy")
-for b in "${BINARIES[@]}" "$BUILD_DIR/mock-vllm" "$BUILD_DIR/glm-loadgen"; do
-  [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }
-done
-case $SHAPE in
-  burst) decode_shape=(--burst --token-interval-ms 0) ;;
-  paced) decode_shape=(--token-interval-ms 10) ;;
-  *) echo "--shape burst or paced" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/lib.sh"  # wait_listening, require_executables, set_decode_shape
+require_executables "${BINARIES[@]}" "$BUILD_DIR/mock-vllm" "$BUILD_DIR/glm-loadgen"
+set_decode_shape "$SHAPE" 10
 
 WORK=$(mktemp -d /tmp/glm-ab.XXXXXX)
 pids=()
@@ -49,7 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source "$(dirname "$0")/lib.sh"  # wait_listening
 
 prefill=() decode=()
 for i in 0 1; do

@@ -169,24 +169,7 @@ elif [ $NICE = 1 ] && [ "$(id -u)" -eq 0 ]; then
   CPU0=(nice -n -10 "${CPU0[@]}") CPU1=(nice -n -10 "${CPU1[@]}") CPU_ANY=(nice -n -10)
   PRIORITY="nice -10"
 fi
-# Waits (bounded) for "listening on ...:PORT" in a log; prints PORT.
-wait_listening() {
-  local logf=$1 pid=$2 i
-  for i in $(seq 200); do
-    if grep -q "listening on" "$logf" 2>/dev/null; then
-      grep -m1 -o 'listening on [^ ]*:[0-9]*' "$logf" | sed 's/.*://'
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "process $pid did not start; log $logf:" >&2
-  cat "$logf" >&2
-  return 1
-}
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source bench/lib.sh  # wait_listening, free_port (the working directory is the repository)
 
 # Sets MOCK_PORT.
 start_mock() {

@@ -23,14 +23,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#BINARIES[@]} -gt 0 ] || BINARIES=("$BUILD_DIR/glm-proxy")
-for b in "${BINARIES[@]}" "$BUILD_DIR/mock-vllm" "$BUILD_DIR/glm-loadgen"; do
-  [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }
-done
-case $SHAPE in
-  burst) decode_shape=(--burst --token-interval-ms 0) ;;
-  paced) decode_shape=(--token-interval-ms 2) ;;
-  *) echo "--shape burst or paced" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/lib.sh"  # wait_listening, require_executables, set_decode_shape
+require_executables "${BINARIES[@]}" "$BUILD_DIR/mock-vllm" "$BUILD_DIR/glm-loadgen"
+set_decode_shape "$SHAPE" 2
 if ! command -v valgrind >/dev/null; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -44,7 +39,6 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-source "$(dirname "$0")/lib.sh"  # wait_listening
 
 "$BUILD_DIR/mock-vllm" --port 0 --engine-id p0 --prefill-delay-ms 1 >"$WORK/p.log" 2>&1 &
 pids+=($!)

@@ -150,21 +150,7 @@ stop_pid() {
   wait "$1" 2>/dev/null || true
   forget_pid "$1"
 }
-# Waits (bounded) for "listening on ...:PORT" in a log; prints PORT.
-wait_listening() {
-  local logf=$1 pid=$2 i
-  for i in $(seq 200); do
-    if grep -q "listening on" "$logf" 2>/dev/null; then
-      grep -m1 -o 'listening on [^ ]*:[0-9]*' "$logf" | sed 's/.*://'
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "process $pid did not start; log $logf:" >&2
-  cat "$logf" >&2
-  return 1
-}
+source bench/lib.sh  # wait_listening (the working directory is the repository)
 # Sets MOCK_PORT.
 start_mock() {
   local name=$1

@@ -59,10 +59,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-source "$(dirname "$0")/lib.sh"  # wait_listening
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source bench/lib.sh  # wait_listening, free_port (the working directory is the repository)
 # Prints "calls/request total, then the busiest calls" from an strace -c summary.
 per_request() {
   python3 - "$1" "$2" <<'EOF'

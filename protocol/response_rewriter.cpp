@@ -67,25 +67,23 @@ bool every_usage_is_null(std::string_view json) {
   return true;
 }
 
-}  // namespace
+// Where usage.prompt_tokens_details.cached_tokens is, or would go, in a JSON object (offsets).
+struct usage_place {
+  bool usage_object = false;   // the last "usage" is an object
+  std::size_t usage_open = 0;  // offset of its '{'
+  bool usage_empty = true;     // ... which has no member
+  bool details = false;        // it has a "prompt_tokens_details" member
+  std::size_t details_begin = 0, details_end = 0;
+  bool details_object = false;  // ... which is an object
+  bool details_empty = true;
+  bool tokens = false;  // ... with a "cached_tokens" member
+  std::size_t tokens_begin = 0, tokens_end = 0;
+};
 
-std::optional<std::string> response_rewriter::with_cached_tokens(std::string_view json,
-                                                                 std::int64_t cached) {
-  if (every_usage_is_null(json)) return std::nullopt;
-  // One pass over a padded copy finds where the figure goes; the answer is then `json` with one
-  // byte range [begin, end) replaced. A later duplicate key wins, as in a JSON parser.
-  struct place {
-    bool usage_object = false;   // the last "usage" is an object
-    std::size_t usage_open = 0;  // offset of its '{'
-    bool usage_empty = true;     // ... which has no member
-    bool details = false;        // it has a "prompt_tokens_details" member
-    std::size_t details_begin = 0, details_end = 0;
-    bool details_object = false;  // ... which is an object
-    bool details_empty = true;
-    bool tokens = false;  // ... with a "cached_tokens" member
-    std::size_t tokens_begin = 0, tokens_end = 0;
-  } at;
-
+// One pass over a padded copy; a later duplicate key wins, as in a JSON parser. nullopt when the
+// text is not a valid JSON object or its usage is not an object.
+std::optional<usage_place> find_usage_place(std::string_view json) {
+  usage_place at;
   std::string copy = padded_copy(json);
   simdjson::error_code ec;
   auto status =
@@ -93,7 +91,7 @@ std::optional<std::string> response_rewriter::with_cached_tokens(std::string_vie
         const char* base = copy.data();  // read here: scan_object pads the copy first
         const char* end = nullptr;
         if (!detail::key_is(field.key, "usage")) return detail::skip_value(value, 1, end);
-        at = place{};
+        at = usage_place{};
         ondemand::json_type type;
         if (auto e = type_of(value, type)) return e;
         if (type != ondemand::json_type::object) return detail::skip_value(value, 1, end);
@@ -135,7 +133,11 @@ std::optional<std::string> response_rewriter::with_cached_tokens(std::string_vie
             });
       });
   if (status != detail::scan_status::ok || !at.usage_object) return std::nullopt;
+  return at;
+}
 
+// `json` with the figure written at `at`: one byte range replaced, every other byte unchanged.
+std::string with_figure_at(std::string_view json, const usage_place& at, std::int64_t cached) {
   const std::string number = std::to_string(cached);
   std::size_t begin = 0;
   std::size_t end = 0;
@@ -161,6 +163,16 @@ std::optional<std::string> response_rewriter::with_cached_tokens(std::string_vie
   out.reserve(json.size() - (end - begin) + value.size());
   out.append(json.substr(0, begin)).append(value).append(json.substr(end));
   return out;
+}
+
+}  // namespace
+
+std::optional<std::string> response_rewriter::with_cached_tokens(std::string_view json,
+                                                                 std::int64_t cached) {
+  if (every_usage_is_null(json)) return std::nullopt;
+  auto at = find_usage_place(json);
+  if (!at) return std::nullopt;
+  return with_figure_at(json, *at, cached);
 }
 
 std::string_view response_rewriter::event_data(std::string_view event) {

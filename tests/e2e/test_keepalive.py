@@ -86,6 +86,9 @@ class StaleConnectionTests(ClusterTestCase):
     decode_args = ("--keep-alive-timeout-ms", "150")
 
     def test_a_connection_the_backend_closed_is_not_an_error(self):
+        # The backends close within 150 ms, under the pool's one-second look_after: the proxy
+        # takes the closed connection without looking, and its silent retry on a fresh one must
+        # serve the request (no upstream error, no retry counted).
         for i in range(4):
             status, _, events = stream(self.port, COMPLETIONS,
                                        {"prompt": f"p{i}", "max_tokens": 2, "stream": True})
