@@ -227,6 +227,10 @@ class LayerwiseTest(ClusterTestCase):
                    message="the prefill connection was not closed")
         wait_until(lambda: mock_stats(self.decode_port)["client_disconnects"] >= 1,
                    message="the decode connection was not closed")
+        # The decoder records its callback's answer when it reads it, which may come after the
+        # close (seen under TSan with two workers): wait for it rather than read it at once.
+        wait_until(lambda: len(mock_stats(self.decode_port)["metaserver_callbacks"]) == 1,
+                   message="the decoder's callback was not answered")
         [call] = mock_stats(self.decode_port)["metaserver_callbacks"]
         self.assertEqual(call["status"], 502, call)
         wait_no_load(self.port)
