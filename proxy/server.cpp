@@ -2,10 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <csignal>
+
 #include "protocol/layerwise_splicer.hpp"
 #include "proxy/front/connection_refusal.hpp"
 #include "proxy/front/http_session.hpp"
 #include "proxy/logging.hpp"
+#include "proxy/pd/drain_watch.hpp"
 #include "proxy/reuse_port_steering.hpp"
 #include "proxy/upstream/upstream_pool.hpp"
 
@@ -60,8 +63,7 @@ server::server(const config& cfg, config_reload::reader reread)
       scraper_(ctx_),
       workers_(make_workers(cfg.workers)),
       acceptor_(*workers_[0]),
-      signals_(*workers_[0], SIGINT, SIGTERM),
-      hangup_(*workers_[0], SIGHUP),
+      signals_(*workers_[0]),
       reload_(cfg_, lb_, std::move(reread)),
       prober_(ctx_) {
   for (auto& w : workers_) guards_.push_back(net::make_work_guard(*w));
@@ -70,6 +72,10 @@ server::server(const config& cfg, config_reload::reader reread)
 server::~server() = default;
 
 error_code server::listen() {
+  if (auto ec = signals_.error()) {
+    spdlog::critical("cannot read signals (signalfd): {}", ec.message());
+    return ec;
+  }
   error_code ec;
   tcp::resolver resolver(*workers_[0]);
   auto results = resolver.resolve(cfg_.host, std::to_string(cfg_.port),
@@ -146,14 +152,27 @@ net::awaitable<void> server::accept_loop() {
   }
 }
 
-net::awaitable<void> server::wait_for_signal() {
-  auto [ec, signal] = co_await signals_.async_wait(use_nothrow);
-  if (ec) co_return;
-  hangup_.cancel();
-  spdlog::info("signal {}: no longer accepting; waiting for {} request(s) in flight", signal,
-               lb_.request_num());
+net::awaitable<void> server::handle_signals() {
+  for (;;) {
+    auto [ec, signal] = co_await signals_.next();
+    if (ec) {
+      spdlog::critical("cannot read signals: {}; stop glm-proxy with SIGKILL", ec.message());
+      co_return;
+    }
+    if (signal != SIGHUP) {
+      spdlog::info("signal {}: no longer accepting; waiting for {} request(s) in flight", signal,
+                   lb_.request_num());
+      co_await drain();
+      co_return;
+    }
+    reload_.reload();
+  }
+}
+
+net::awaitable<void> server::drain() {
   error_code ignored;
   acceptor_.close(ignored);
+  drain_watch::begin(workers_, cfg_.drain_timeout);
   auto deadline = std::chrono::steady_clock::now() + seconds(cfg_.drain_timeout);
   net::steady_timer tick(acceptor_.get_executor());
   // Requests waiting in the --max-inflight line have been received too: they get the same
@@ -172,18 +191,9 @@ net::awaitable<void> server::wait_for_signal() {
   for (auto& w : workers_) w->stop();
 }
 
-net::awaitable<void> server::reload_on_hangup() {
-  for (;;) {
-    auto [ec, signal] = co_await hangup_.async_wait(use_nothrow);
-    if (ec) co_return;
-    reload_.reload();
-  }
-}
-
 int server::run() {
   net::co_spawn(*workers_[0], accept_loop(), net::detached);
-  net::co_spawn(*workers_[0], wait_for_signal(), net::detached);
-  net::co_spawn(*workers_[0], reload_on_hangup(), net::detached);
+  net::co_spawn(*workers_[0], handle_signals(), net::detached);
   net::co_spawn(*workers_[0], prober_.run(), net::detached);
   net::co_spawn(*workers_[0], scraper_.run(), net::detached);
   for (auto& w : workers_) net::co_spawn(*w, upstream_pool::evict_periodically(), net::detached);

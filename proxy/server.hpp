@@ -10,6 +10,7 @@
 #include "proxy/core/asio.hpp"
 #include "proxy/core/inflight_gate.hpp"
 #include "proxy/core/proxy_context.hpp"
+#include "proxy/core/signal_reader.hpp"
 #include "proxy/front/connection_gate.hpp"
 #include "proxy/ops/engine_scraper.hpp"
 #include "proxy/ops/instance_prober.hpp"
@@ -45,8 +46,9 @@ class server {
   // The layerwise decode requests' kv_transfer_params, with --metaserver-url or its default.
   void set_metaserver_url(std::uint16_t bound_port);
   net::awaitable<void> accept_loop();
-  net::awaitable<void> wait_for_signal();
-  net::awaitable<void> reload_on_hangup();
+  // SIGHUP reloads; SIGINT or SIGTERM starts the drain, after which signals are not read.
+  net::awaitable<void> handle_signals();
+  net::awaitable<void> drain();
 
   const config& cfg_;
   balancer::balancer lb_;
@@ -64,11 +66,10 @@ class server {
   std::vector<std::unique_ptr<net::io_context>> workers_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
   tcp::acceptor acceptor_;
-  // Registered in the constructor, before listen() prints "listening on": a supervisor that
-  // sends SIGTERM as soon as it sees that line must get a drain and exit 0, not the default
-  // action (death by the signal). Asio queues a signal that arrives before async_wait.
-  net::signal_set signals_;
-  net::signal_set hangup_;  // SIGHUP, registered early for the same reason
+  // Made in the constructor, before listen() prints "listening on" and before the worker
+  // threads start: a supervisor that sends SIGTERM as soon as it sees that line must get a drain
+  // and exit 0, not the default action (death by the signal).
+  signal_reader signals_;
   config_reload reload_;
   instance_prober prober_;
   std::size_t next_worker_ = 0;

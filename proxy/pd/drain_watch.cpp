@@ -2,32 +2,20 @@
 
 #include <algorithm>
 #include <atomic>
-#include <csignal>
 
 namespace glm::proxy {
 
-drain_watch& drain_watch::of(const net::any_io_executor& ex, double drain_timeout) {
-  auto& watch = net::use_service<drain_watch>(net::query(ex, net::execution::context));
-  if (!watch.signals_) watch.arm(ex, drain_timeout);
-  return watch;
+drain_watch& drain_watch::of(const net::any_io_executor& ex) {
+  return net::use_service<drain_watch>(net::query(ex, net::execution::context));
 }
 
 namespace {
 
-// The moment the requests are ended, the same for every worker (steady_clock ticks; 0 = no signal
-// yet). With one moment per worker, a request in the --max-inflight line on worker B could take
-// the slot a request on worker A gave back when A's timer fired, before B's timer fired, and be
-// served after the drain had run out.
+// The moment the requests are ended, the same for every worker (steady_clock ticks; 0 = no drain
+// yet). It is set before the workers hear of it: a request admitted on a worker whose timer is
+// not armed yet, or one in the --max-inflight line on worker B taking the slot a request on
+// worker A gave back when A's timer fired, must not be served after the drain has run out.
 std::atomic<std::chrono::steady_clock::rep> drain_deadline{0};
-
-std::chrono::steady_clock::time_point deadline_from(double drain_timeout, double margin) {
-  auto candidate =
-      std::chrono::steady_clock::now() + seconds(std::max(0.0, drain_timeout - margin));
-  std::chrono::steady_clock::rep unset = 0;
-  drain_deadline.compare_exchange_strong(unset, candidate.time_since_epoch().count());
-  return std::chrono::steady_clock::time_point(
-      std::chrono::steady_clock::duration(drain_deadline.load()));
-}
 
 bool past_drain_deadline() {
   auto at = drain_deadline.load();
@@ -36,18 +24,24 @@ bool past_drain_deadline() {
 
 }  // namespace
 
-void drain_watch::arm(const net::any_io_executor& ex, double drain_timeout) {
-  signals_.emplace(ex, SIGINT, SIGTERM);
-  timer_.emplace(ex);
+void drain_watch::begin(const std::vector<std::unique_ptr<net::io_context>>& workers,
+                        double drain_timeout) {
   // The server stops its workers at its deadline; end the requests a little before it, so their
   // last writes are done by then.
   const double margin = std::min(0.25, drain_timeout / 4);
-  signals_->async_wait([this, drain_timeout, margin](const error_code& ec, int) {
-    if (ec) return;
-    timer_->expires_at(deadline_from(drain_timeout, margin));
-    timer_->async_wait([this](const error_code& tec) {
-      if (!tec) expire();
-    });
+  auto at = std::chrono::steady_clock::now() + seconds(std::max(0.0, drain_timeout - margin));
+  std::chrono::steady_clock::rep unset = 0;
+  if (!drain_deadline.compare_exchange_strong(unset, at.time_since_epoch().count())) return;
+  for (const auto& worker : workers) {
+    net::post(*worker,
+              [&io = *worker, at] { net::use_service<drain_watch>(io).expire_at(io, at); });
+  }
+}
+
+void drain_watch::expire_at(net::io_context& io, std::chrono::steady_clock::time_point at) {
+  timer_.emplace(io, at);
+  timer_->async_wait([this](const error_code& ec) {
+    if (!ec) expire();
   });
 }
 
@@ -77,11 +71,9 @@ drain_watch::registration::~registration() {
 }
 
 void drain_watch::shutdown() {
-  // The signal_set and the timer are destroyed here, not in the destructor: their own services
-  // were created after this one, so the io_context destroys those first, and an io object must
-  // not outlive its service (TSan showed the use after free). Every service is still alive
-  // during shutdown.
-  signals_.reset();
+  // The timer is destroyed here, not in the destructor: its service may have been created after
+  // this one, so the io_context destroys that first, and an io object must not outlive its
+  // service (TSan showed the use after free). Every service is still alive during shutdown.
   timer_.reset();
   watchers_.clear();
 }

@@ -3,7 +3,9 @@
 #include <chrono>
 #include <functional>
 #include <list>
+#include <memory>
 #include <optional>
+#include <vector>
 
 #include "proxy/core/asio.hpp"
 
@@ -14,13 +16,12 @@ namespace glm::proxy {
 // the access line says drain_timeout), rather than leaving the process's stop to cut them
 // silently.
 //
-// One per worker io_context, as an Asio service that waits for the signals itself (Asio tells
-// every signal_set of a signal), so the server's own drain loop needs no hook. The moment is one
-// for the whole process (the first worker to see the signal sets it): the requests are
-// ended `margin` before the server's deadline, which gives them time to write their last bytes;
-// their leases go back and the server then sees nothing in flight and stops as usual.
+// One per worker io_context, as an Asio service. The server calls begin() when the drain starts;
+// the moment is one for the whole process: the requests are ended a margin before the server's
+// deadline, which gives them time to write their last bytes; their leases go back and the server
+// then sees nothing in flight and stops as usual.
 //
-// Used by one thread only (its io_context's); no lock.
+// A watch is used by one thread only (its io_context's); no lock.
 class drain_watch : public net::execution_context::service {
  public:
   using key_type = drain_watch;
@@ -28,8 +29,13 @@ class drain_watch : public net::execution_context::service {
 
   explicit drain_watch(net::execution_context& owner) : service(owner) {}
 
-  // The watch of the io_context behind `ex`; the first call arms it with `drain_timeout`.
-  static drain_watch& of(const net::any_io_executor& ex, double drain_timeout);
+  // The watch of the io_context behind `ex`.
+  static drain_watch& of(const net::any_io_executor& ex);
+
+  // The drain has started (any thread): the requests on every worker still running shortly
+  // before `drain_timeout` seconds from now are ended then.
+  static void begin(const std::vector<std::unique_ptr<net::io_context>>& workers,
+                    double drain_timeout);
 
   // A request's place on the watch: `on_expiry` is called once if the drain runs out while the
   // registration lives. Move-only; leaves the watch when destroyed.
@@ -51,12 +57,11 @@ class drain_watch : public net::execution_context::service {
   bool expired() const { return expired_; }
 
  private:
-  void arm(const net::any_io_executor& ex, double drain_timeout);
+  void expire_at(net::io_context& io, std::chrono::steady_clock::time_point at);
   void expire();
   void shutdown() override;
 
   std::list<std::function<void()>> watchers_;
-  std::optional<net::signal_set> signals_;
   std::optional<net::steady_timer> timer_;
   bool expired_ = false;
 };

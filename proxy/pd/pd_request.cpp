@@ -38,7 +38,7 @@ pd_request::pd_request(proxy_context& ctx, beast::tcp_stream& client,
       record_(record),
       out_(client, record.id, req.keep_alive(), req.version() < 11,
            seconds(ctx.cfg.client_write_timeout)),
-      drain_(drain_watch::of(client.get_executor(), ctx.cfg.drain_timeout).watch([this] {
+      drain_(drain_watch::of(client.get_executor()).watch([this] {
         drained_ = true;
         if (active_ != nullptr) active_->close();
         if (waiting_ != nullptr) waiting_->cancel();
