@@ -57,6 +57,7 @@ server::server(const config& cfg, config_reload::reader reread)
       lb_(cfg.prefillers, cfg.decoders, balancer_options(cfg)),
       connections_(cfg.max_connections),
       lingering_refusals_(max_lingering_refusals),
+      answering_(0),
       // The line is as long as the limit: past that, waiting would only pile up latency.
       inflight_(cfg.max_inflight, cfg.max_inflight),
       ctx_{cfg_, lb_, metrics_, inflight_, metaserver_},
@@ -147,7 +148,8 @@ net::awaitable<void> server::accept_loop() {
                     log_exception);
       continue;
     }
-    net::co_spawn(worker, http_session::serve(ctx_, std::move(socket), std::move(*place)),
+    net::co_spawn(worker,
+                  http_session::serve(ctx_, std::move(socket), std::move(*place), answering_),
                   log_exception);
   }
 }
@@ -161,7 +163,7 @@ net::awaitable<void> server::handle_signals() {
     }
     if (signal != SIGHUP) {
       spdlog::info("signal {}: no longer accepting; waiting for {} request(s) in flight", signal,
-                   lb_.request_num());
+                   answering_.held());
       co_await drain();
       co_return;
     }
@@ -178,15 +180,18 @@ net::awaitable<void> server::drain() {
   // Requests waiting in the --max-inflight line have been received too: they get the same
   // deadline to be admitted and served.
   auto busy = [this] {
-    return lb_.request_num() > 0 || inflight_.inflight() > 0 || inflight_.waiting() > 0;
+    return answering_.held() > 0 || lb_.request_num() > 0 || inflight_.inflight() > 0 ||
+           inflight_.waiting() > 0;
   };
   while (busy() && std::chrono::steady_clock::now() < deadline) {
     tick.expires_after(std::chrono::milliseconds(20));
     co_await tick.async_wait(use_nothrow);
   }
   if (busy()) {
-    spdlog::warn("drain timeout: {} request(s) still in flight and {} waiting are cut",
-                 lb_.request_num(), inflight_.waiting());
+    spdlog::warn(
+        "drain timeout: {} request(s) still being answered ({} of them waiting for "
+        "--max-inflight) are cut",
+        answering_.held(), inflight_.waiting());
   }
   for (auto& w : workers_) w->stop();
 }

@@ -57,6 +57,7 @@ class server {
   // give their places back to these.
   connection_gate connections_;
   connection_gate lingering_refusals_;
+  connection_gate answering_;  // requests read and not yet answered (http_session)
   inflight_gate inflight_;
   metaserver_registry metaserver_;
   proxy_context ctx_;

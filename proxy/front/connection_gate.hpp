@@ -6,7 +6,8 @@
 
 namespace glm::proxy {
 
-// Counts things held at once (client connections) against a limit, across threads.
+// Counts things held at once (client connections, requests being answered) against a limit,
+// across threads.
 //
 // Thread safety: try_enter() and ticket destruction may run on any thread at any time; the count
 // is one atomic. Lifetime: the gate must outlive every ticket it handed out.

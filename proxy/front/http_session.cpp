@@ -34,9 +34,11 @@ std::optional<answer> refusal_of(access_policy::verdict verdict, bool keep_alive
 
 }  // namespace
 
-http_session::http_session(proxy_context& ctx, tcp::socket socket, connection_gate::ticket place)
+http_session::http_session(proxy_context& ctx, tcp::socket socket, connection_gate::ticket place,
+                           connection_gate& answering)
     : ctx_(ctx),
       place_(std::move(place)),
+      answering_(answering),
       policy_(ctx.cfg.api_key, ctx.cfg.admin_token),
       stream_(std::move(socket)) {}
 
@@ -58,6 +60,7 @@ net::awaitable<void> http_session::run() {
   for (bool first = true;; first = false) {
     read_result got = co_await reader.read(first);
     if (got.what == read_result::kind::closed) break;
+    auto answering = answering_.try_enter();  // no limit: always a place
     const auto started = std::chrono::steady_clock::now();
     access_record record = start_record(got.request, got.has_header);
     const bool head = got.has_header && got.request.method() == http::verb::head;

@@ -24,14 +24,19 @@ namespace glm::proxy {
 //
 // Runs as one coroutine on the connection's executor; all its state is on that frame, including
 // the connection's place under --max-connections, given back when the frame goes.
+//
+// `answering` counts, across all workers, the requests read and not yet answered and logged: the
+// drain after SIGTERM waits for them, also for those that hold no backend load (an error answer,
+// the last write of a stream whose decoder is already given back).
 class http_session {
  public:
-  http_session(proxy_context& ctx, tcp::socket socket, connection_gate::ticket place);
+  http_session(proxy_context& ctx, tcp::socket socket, connection_gate::ticket place,
+               connection_gate& answering);
 
   // Serves a connection until it closes; the session lives on this coroutine's frame.
   static net::awaitable<void> serve(proxy_context& ctx, tcp::socket socket,
-                                    connection_gate::ticket place) {
-    http_session session(ctx, std::move(socket), std::move(place));
+                                    connection_gate::ticket place, connection_gate& answering) {
+    http_session session(ctx, std::move(socket), std::move(place), answering);
     co_await session.run();
   }
 
@@ -55,6 +60,7 @@ class http_session {
 
   proxy_context& ctx_;
   connection_gate::ticket place_;  // this connection's place under --max-connections
+  connection_gate& answering_;
   access_policy policy_;
   beast::tcp_stream stream_;
   std::string peer_;               // the client's address, for access lines

@@ -49,25 +49,23 @@ void drain_watch::expire() {
   expired_ = true;
   // A watcher's callback only flags its request and closes its upstream; the request unwinds
   // (and leaves this list) later, on its own coroutine.
-  for (auto& on_expiry : watchers_) on_expiry();
+  for (auto& on_expiry : *watchers_) on_expiry();
 }
 
 drain_watch::registration drain_watch::watch(std::function<void()> on_expiry) {
   registration r;
-  r.watch_ = this;
-  r.at_ = watchers_.insert(watchers_.end(), std::move(on_expiry));
+  r.list_ = watchers_;
+  r.at_ = watchers_->insert(watchers_->end(), std::move(on_expiry));
   // Past the deadline a request admitted late (its worker's timer not yet run) ends at once too.
   if (expired_ || past_drain_deadline()) (*r.at_)();
   return r;
 }
 
 drain_watch::registration::registration(registration&& other) noexcept
-    : watch_(other.watch_), at_(other.at_) {
-  other.watch_ = nullptr;
-}
+    : list_(std::move(other.list_)), at_(other.at_) {}
 
 drain_watch::registration::~registration() {
-  if (watch_ != nullptr) watch_->watchers_.erase(at_);
+  if (list_) list_->erase(at_);
 }
 
 void drain_watch::shutdown() {
@@ -75,7 +73,6 @@ void drain_watch::shutdown() {
   // this one, so the io_context destroys that first, and an io object must not outlive its
   // service (TSan showed the use after free). Every service is still alive during shutdown.
   timer_.reset();
-  watchers_.clear();
 }
 
 }  // namespace glm::proxy

@@ -37,8 +37,14 @@ class drain_watch : public net::execution_context::service {
   static void begin(const std::vector<std::unique_ptr<net::io_context>>& workers,
                     double drain_timeout);
 
+  using watcher_list = std::list<std::function<void()>>;
+
   // A request's place on the watch: `on_expiry` is called once if the drain runs out while the
   // registration lives. Move-only; leaves the watch when destroyed.
+  //
+  // It shares the list with the watch: a request still running when the workers stop is
+  // destroyed with its io_context's pending handlers, after this service's shutdown(), and must
+  // still find its entry to erase.
   class registration {
    public:
     registration() = default;
@@ -49,8 +55,8 @@ class drain_watch : public net::execution_context::service {
 
    private:
     friend class drain_watch;
-    drain_watch* watch_ = nullptr;
-    std::list<std::function<void()>>::iterator at_;
+    std::shared_ptr<watcher_list> list_;
+    watcher_list::iterator at_;
   };
   registration watch(std::function<void()> on_expiry);
 
@@ -61,7 +67,7 @@ class drain_watch : public net::execution_context::service {
   void expire();
   void shutdown() override;
 
-  std::list<std::function<void()>> watchers_;
+  std::shared_ptr<watcher_list> watchers_ = std::make_shared<watcher_list>();
   std::optional<net::steady_timer> timer_;
   bool expired_ = false;
 };
