@@ -177,12 +177,10 @@ net::awaitable<void> server::drain() {
   drain_watch::begin(workers_, cfg_.drain_timeout);
   auto deadline = std::chrono::steady_clock::now() + seconds(cfg_.drain_timeout);
   net::steady_timer tick(acceptor_.get_executor());
-  // Requests waiting in the --max-inflight line have been received too: they get the same
-  // deadline to be admitted and served.
-  auto busy = [this] {
-    return answering_.held() > 0 || lb_.request_num() > 0 || inflight_.inflight() > 0 ||
-           inflight_.waiting() > 0;
-  };
+  // Every request read holds a place in answering_ until its answer is written and logged: those
+  // holding backend load, those in the --max-inflight line (they get the same deadline to be
+  // admitted and served) and those holding nothing (an error answer, /v1/models).
+  auto busy = [this] { return answering_.held() > 0; };
   while (busy() && std::chrono::steady_clock::now() < deadline) {
     tick.expires_after(std::chrono::milliseconds(20));
     co_await tick.async_wait(use_nothrow);
